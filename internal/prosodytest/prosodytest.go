@@ -1,0 +1,500 @@
+// Package prosodytest starts a private Prosody XMPP server on 127.0.0.1 for integration tests.
+//
+// Each server gets a temporary directory with its own configuration, data directory, log file
+// and a freshly generated self-signed certificate for the domain "localhost"; it listens for
+// client connections (c2s, STARTTLS required) and runs mod_proxy65 (XEP-0065) as the component
+// "proxy.localhost", both on free loopback ports. Accounts are created on demand with
+// prosodyctl. Stream management (smacks) and rate limits (mod_limits) are not loaded unless an
+// option asks for them; mod_posix is never loaded, so the server runs in the foreground as a
+// child of the test binary and dies with it (Pdeathsig).
+//
+// When Prosody is not installed, Start and Shared skip the test with a clear message, except
+// when the environment variable CI is "true": then the test fails.
+//
+//	func TestMain(m *testing.M) { prosodytest.Main(m) }
+//
+//	func TestSomething(t *testing.T) {
+//		srv := prosodytest.Shared(t)
+//		jid, password := srv.Account(t)
+//		// dial srv.Addr with tls.Config{RootCAs: srv.RootCAs, ServerName: srv.Domain}
+//	}
+package prosodytest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Domain is the XMPP domain every server serves.
+const Domain = "localhost"
+
+// ProxyDomain is the JID of the mod_proxy65 component.
+const ProxyDomain = "proxy.localhost"
+
+// StartTimeout bounds how long Start waits for the c2s port to accept connections.
+const StartTimeout = 15 * time.Second
+
+// Server is a running Prosody. Its fields are read-only.
+type Server struct {
+	// Addr is the c2s listener, "127.0.0.1:port" (STARTTLS, encryption required).
+	Addr string
+	// Domain is the server's XMPP domain ("localhost"); use it as the TLS ServerName.
+	Domain string
+	// RootCAs holds only the server's self-signed certificate: pin it in tls.Config.RootCAs.
+	RootCAs *x509.CertPool
+	// Certificate is the server's certificate (also in RootCAs).
+	Certificate *x509.Certificate
+	// ProxyJID is the JID of the SOCKS5 bytestream proxy component (XEP-0065).
+	ProxyJID string
+	// ProxyAddr is the proxy's stream host, "127.0.0.1:port". The proxy itself advertises the
+	// same host and port in its streamhost answer.
+	ProxyAddr string
+	// Dir is the temporary directory with the configuration, data and log.
+	Dir string
+
+	cfgPath string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	exitErr error         // valid after exited is closed
+	stopped atomic.Bool
+	nextAcc atomic.Uint64
+	stopMu  sync.Mutex
+}
+
+type config struct {
+	limits     bool
+	limitsRate string
+	modules    []string
+	debugLog   bool
+}
+
+// Option changes how Start configures the server.
+type Option func(*config)
+
+// WithLimits loads mod_limits with the given c2s rate (e.g. "10kb/s"; "" keeps Prosody's
+// default, which is 10kb/s with a burst of 2s), for tests of behaviour under server rate limits.
+func WithLimits(rate string) Option {
+	return func(c *config) { c.limits, c.limitsRate = true, rate }
+}
+
+// WithModules loads additional Prosody modules (e.g. "smacks").
+func WithModules(names ...string) Option {
+	return func(c *config) { c.modules = append(c.modules, names...) }
+}
+
+// WithDebugLog writes the log at debug level (every stanza), for diagnosing a failing test.
+func WithDebugLog() Option {
+	return func(c *config) { c.debugLog = true }
+}
+
+// binary returns the path of the prosody executable, or "" when it is not installed.
+func binary() string {
+	if p, err := exec.LookPath("prosody"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/bin/prosody"); err == nil {
+		return "/usr/bin/prosody"
+	}
+	return ""
+}
+
+func ctlBinary(prosody string) string {
+	p := filepath.Join(filepath.Dir(prosody), "prosodyctl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if p, err := exec.LookPath("prosodyctl"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// skipOrFail skips t when Prosody is missing, or fails it when CI=true.
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("prosodytest: %s (CI=true, so this is a failure, not a skip)", msg)
+	}
+	t.Skipf("prosodytest: %s; install the Debian package prosody to run this integration test", msg)
+}
+
+// Start starts a new Prosody for t and stops it when t's cleanup runs.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	bin := binary()
+	if bin == "" {
+		skipOrFail(t, "prosody is not installed")
+	}
+	s, err := start(bin, c)
+	if err != nil {
+		t.Fatalf("prosodytest: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("prosodytest: log tail of %s:\n%s", s.Addr, s.LogTail())
+		}
+		s.Stop()
+	})
+	return s
+}
+
+var shared struct {
+	mu  sync.Mutex
+	srv *Server
+	err error
+}
+
+// Shared returns the one server of this test binary, starting it on first use. It stays up
+// until Main's cleanup, or until the test binary exits (it dies with its parent).
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	bin := binary()
+	if bin == "" {
+		skipOrFail(t, "prosody is not installed")
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.srv == nil && shared.err == nil {
+		shared.srv, shared.err = start(bin, config{})
+	}
+	if shared.err != nil {
+		t.Fatalf("prosodytest: shared server: %v", shared.err)
+	}
+	if !shared.srv.Running() {
+		t.Fatalf("prosodytest: shared server has exited: %v\n%s", shared.srv.exitErr, shared.srv.LogTail())
+	}
+	return shared.srv
+}
+
+// Main runs the tests of m and then stops the shared server, if one was started:
+//
+//	func TestMain(m *testing.M) { prosodytest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	shared.mu.Lock()
+	if shared.srv != nil {
+		shared.srv.Stop()
+	}
+	shared.mu.Unlock()
+	os.Exit(code)
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(bin string, c config) (*Server, error) {
+	var lastErr error
+	// A free port can be taken between freePort and Prosody's bind: retry a few times.
+	for attempt := 0; attempt < 3; attempt++ {
+		s, err := startOnce(bin, c)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		if !errors.Is(err, errBind) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+var errBind = errors.New("prosody could not bind its ports")
+
+func startOnce(bin string, c config) (*Server, error) {
+	dir, err := os.MkdirTemp("", "prosodytest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: dir, Domain: Domain, ProxyJID: ProxyDomain, exited: make(chan struct{})}
+	fail := func(err error) (*Server, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	certPEM, keyPEM, cert, err := selfSigned()
+	if err != nil {
+		return fail(err)
+	}
+	s.Certificate = cert
+	s.RootCAs = x509.NewCertPool()
+	s.RootCAs.AddCert(cert)
+	certPath := filepath.Join(dir, "localhost.crt")
+	keyPath := filepath.Join(dir, "localhost.key")
+	if err := os.WriteFile(certPath, certPEM, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		return fail(err)
+	}
+	c2sPort, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	proxyPort, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2sPort))
+	s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxyPort))
+	s.logPath = filepath.Join(dir, "prosody.log")
+	s.cfgPath = filepath.Join(dir, "prosody.cfg.lua")
+	if err := os.WriteFile(s.cfgPath, []byte(configText(dir, certPath, keyPath, s.logPath, c2sPort, proxyPort, c)), 0o600); err != nil {
+		return fail(err)
+	}
+
+	// Pdeathsig is delivered when the OS thread that forked the child exits, so the child is
+	// started from a goroutine locked to its thread for the child's whole life.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine, after the child
+		cmd := exec.Command(bin, "--config", s.cfgPath)
+		cmd.Dir = dir
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		cmd.Stderr = &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(s.exited)
+			return
+		}
+		s.cmd = cmd
+		started <- nil
+		err := cmd.Wait()
+		if out.Len() > 0 {
+			err = fmt.Errorf("%v; output: %s", err, bytes.TrimSpace(out.Bytes()))
+		}
+		s.exitErr = err
+		close(s.exited)
+	}()
+	if err := <-started; err != nil {
+		return fail(fmt.Errorf("starting %s: %w", bin, err))
+	}
+
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", s.Addr, 500*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		select {
+		case <-s.exited:
+			tail := s.LogTail()
+			os.RemoveAll(dir)
+			err := fmt.Errorf("prosody exited during start-up: %v\nlog tail:\n%s", s.exitErr, tail)
+			if strings.Contains(tail, "Failed to open server port") || strings.Contains(tail, "address already in use") {
+				err = fmt.Errorf("%w: %v", errBind, err)
+			}
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tail := s.LogTail()
+			s.Stop()
+			return nil, fmt.Errorf("prosody did not accept connections on %s within %v\nlog tail:\n%s", s.Addr, StartTimeout, tail)
+		}
+	}
+	return s, nil
+}
+
+func configText(dir, certPath, keyPath, logPath string, c2sPort, proxyPort int, c config) string {
+	q := strconv.Quote
+	modules := []string{"roster", "saslauth", "tls", "disco", "ping", "presence", "version"}
+	if c.limits {
+		modules = append(modules, "limits")
+	}
+	modules = append(modules, c.modules...)
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- generated by internal/prosodytest\n")
+	fmt.Fprintf(&b, "run_as_root = true\ndaemonize = false\n")
+	fmt.Fprintf(&b, "pidfile = %s\n", q(filepath.Join(dir, "prosody.pid")))
+	fmt.Fprintf(&b, "data_path = %s\n", q(filepath.Join(dir, "data")))
+	fmt.Fprintf(&b, "certificates = %s\n", q(dir))
+	fmt.Fprintf(&b, "modules_enabled = {")
+	for _, m := range modules {
+		fmt.Fprintf(&b, " %s;", q(m))
+	}
+	fmt.Fprintf(&b, " }\n")
+	fmt.Fprintf(&b, "modules_disabled = { \"posix\"; \"s2s\"; \"offline\"; }\n")
+	fmt.Fprintf(&b, "interfaces = { \"127.0.0.1\" }\nlocal_interfaces = { \"127.0.0.1\" }\n")
+	fmt.Fprintf(&b, "c2s_ports = { %d }\nc2s_interfaces = { \"127.0.0.1\" }\n", c2sPort)
+	fmt.Fprintf(&b, "c2s_direct_tls_ports = {}\nlegacy_ssl_ports = {}\ns2s_ports = {}\nhttp_ports = {}\nhttps_ports = {}\ncomponent_ports = {}\n")
+	fmt.Fprintf(&b, "proxy65_ports = { %d }\nproxy65_interfaces = { \"127.0.0.1\" }\n", proxyPort)
+	fmt.Fprintf(&b, "c2s_require_encryption = true\nallow_registration = false\n")
+	fmt.Fprintf(&b, "authentication = \"internal_hashed\"\nstorage = \"internal\"\n")
+	level := "info"
+	if c.debugLog {
+		level = "debug"
+	}
+	fmt.Fprintf(&b, "log = { { levels = { min = %s }, to = \"file\", filename = %s } }\n", q(level), q(logPath))
+	fmt.Fprintf(&b, "ssl = { certificate = %s; key = %s; }\n", q(certPath), q(keyPath))
+	if c.limits && c.limitsRate != "" {
+		fmt.Fprintf(&b, "limits = { c2s = { rate = %s; burst = \"2s\" } }\n", q(c.limitsRate))
+	}
+	fmt.Fprintf(&b, "VirtualHost %s\n", q(Domain))
+	fmt.Fprintf(&b, "Component %s \"proxy65\"\n", q(ProxyDomain))
+	fmt.Fprintf(&b, "\tproxy65_address = \"127.0.0.1\"\n")
+	return b.String()
+}
+
+// selfSigned generates an ECDSA P-256 certificate for Domain and *.Domain, valid for a day.
+func selfSigned() (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: Domain},
+		DNSNames:              []string{Domain, "*." + Domain},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err = x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return certPEM, keyPEM, cert, nil
+}
+
+// Account registers a fresh account with a random password and returns its bare JID and
+// password. Register accounts before the test connects with them.
+func (s *Server) Account(t testing.TB) (jid, password string) {
+	t.Helper()
+	jid, password, err := s.register()
+	if err != nil {
+		t.Fatalf("prosodytest: %v", err)
+	}
+	return jid, password
+}
+
+func (s *Server) register() (jid, password string, err error) {
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", "", err
+	}
+	user := "u" + strconv.FormatUint(s.nextAcc.Add(1), 10) + "x" + hex.EncodeToString(rnd[:3]) // no characters that prosody escapes in file names
+	password = hex.EncodeToString(rnd[3:])
+	ctl := ctlBinary(binary())
+	if ctl == "" {
+		return "", "", errors.New("prosodyctl not found next to prosody")
+	}
+	cmd := exec.Command(ctl, "--config", s.cfgPath, "register", user, s.Domain, password)
+	cmd.Dir = s.Dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("prosodyctl register %s: %v: %s", user, err, bytes.TrimSpace(out))
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "data", s.Domain, "accounts", user+".dat")); err != nil {
+		return "", "", fmt.Errorf("prosodyctl register %s did not create the account: %v", user, err)
+	}
+	return user + "@" + s.Domain, password, nil
+}
+
+// Running reports whether the Prosody process is still running.
+func (s *Server) Running() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return !s.stopped.Load()
+	}
+}
+
+// LogTail returns the last 8 KiB of the server's log (and its console output if it exited).
+func (s *Server) LogTail() string {
+	const max = 8 << 10
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		b = []byte("(no log: " + err.Error() + ")")
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	out := string(b)
+	select {
+	case <-s.exited:
+		if s.exitErr != nil {
+			out += "\n(process exit: " + s.exitErr.Error() + ")"
+		}
+	default:
+	}
+	return out
+}
+
+// Stop terminates the server (SIGTERM, then SIGKILL after 5 s) and removes its directory.
+// It is safe to call more than once.
+func (s *Server) Stop() {
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	if s.stopped.Swap(true) {
+		return
+	}
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	}
+	os.RemoveAll(s.Dir)
+}
