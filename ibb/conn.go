@@ -1,0 +1,522 @@
+package ibb
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// maxBuffered bounds the bytes a Conn holds for its reader. IQ senders are held back by
+// withheld acks long before; message senders have no flow control (IBB-17) and are cut off
+// with resource-constraint.
+const maxBuffered = 16 << 20
+
+// Addr is the address of one end of a bytestream: a full JID and the stream's sid.
+type Addr struct {
+	JID string
+	SID string
+}
+
+// Network returns "ibb".
+func (a Addr) Network() string { return "ibb" }
+
+// String returns the JID and the sid.
+func (a Addr) String() string { return a.JID + "#" + a.SID }
+
+// Conn is one XEP-0047 bytestream as a net.Conn. Write splits its input into blocks of at
+// most the negotiated block-size and keeps up to Config.Window data IQs unacknowledged; Read
+// returns the peer's blocks in seq order whatever order they arrived in (IBB-7, IBB-14).
+// Deadlines behave as net.Pipe's; Close sends <close/> after every data block was
+// acknowledged and waits for its result (IBB-15), bounded by Config.CloseTimeout.
+type Conn struct {
+	h         *Handler
+	key       connKey
+	blockSize int
+	stanza    string
+	window    int
+	recvWin   int
+
+	ctx    context.Context // cancelled when the stream ends; bounds in-flight requests
+	cancel context.CancelFunc
+
+	wrSem    chan struct{} // one Write at a time
+	slots    chan struct{} // unacknowledged data IQs
+	inflight sync.WaitGroup
+	sendSeq  uint16 // guarded by wrSem
+
+	readDL, writeDL deadline
+	readNotify      chan struct{} // poke: data or end of stream
+	closedCh        chan struct{} // closed by Close
+	doneCh          chan struct{} // closed when the stream ended (remote close, failure)
+	closeOnce       sync.Once
+
+	mu          sync.Mutex
+	next        uint16            // next seq expected from the peer
+	ooo         map[uint16][]byte // blocks that arrived ahead of next
+	oooBytes    int
+	ready       [][]byte // in-order blocks not yet read
+	readyBytes  int
+	room        chan struct{} // closed when the reader consumed blocks
+	gapTimer    *time.Timer
+	gapGen      uint64
+	localClosed bool
+	finished    bool
+	rerr        error         // returned by Read once ready is drained
+	werr        error         // returned by Write
+	closer      chan struct{} // closed when a failure's <close/> round trip is over
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Conn{
+		h:          h,
+		key:        key,
+		blockSize:  blockSize,
+		stanza:     stanza,
+		window:     h.cfg.Window,
+		recvWin:    h.cfg.ReceiveWindow,
+		ctx:        ctx,
+		cancel:     cancel,
+		wrSem:      make(chan struct{}, 1),
+		slots:      make(chan struct{}, h.cfg.Window),
+		readDL:     makeDeadline(),
+		writeDL:    makeDeadline(),
+		readNotify: make(chan struct{}, 1),
+		closedCh:   make(chan struct{}),
+		doneCh:     make(chan struct{}),
+		ooo:        make(map[uint16][]byte),
+		room:       make(chan struct{}),
+	}
+}
+
+// BlockSize returns the negotiated block-size.
+func (c *Conn) BlockSize() int { return c.blockSize }
+
+// SID returns the stream's sid.
+func (c *Conn) SID() string { return c.key.sid }
+
+// LocalAddr returns our full JID and the sid.
+func (c *Conn) LocalAddr() net.Addr { return Addr{JID: c.h.link.LocalJID(), SID: c.key.sid} }
+
+// RemoteAddr returns the peer's full JID and the sid.
+func (c *Conn) RemoteAddr() net.Addr { return Addr{JID: c.key.peer, SID: c.key.sid} }
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if isClosedChan(c.closedCh) {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.readDL.set(t)
+	c.writeDL.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the read deadline; it wakes a blocked Read.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if isClosedChan(c.closedCh) {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.readDL.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the write deadline; it wakes a blocked Write.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if isClosedChan(c.closedCh) {
+		return c.opError("set", net.ErrClosed)
+	}
+	c.writeDL.set(t)
+	return nil
+}
+
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "ibb", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Read reads the peer's data in seq order. After the peer's <close/> it returns the data
+// still held and then io.EOF; after a protocol failure, the data still held and then the
+// failure (an *Error for what the peer did wrong, a *RemoteError for a refusal by the peer).
+func (c *Conn) Read(b []byte) (int, error) {
+	for {
+		c.mu.Lock()
+		switch {
+		case c.localClosed:
+			c.mu.Unlock()
+			return 0, c.opError("read", net.ErrClosed)
+		case isClosedChan(c.readDL.wait()):
+			c.mu.Unlock()
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		case len(c.ready) > 0:
+			n := 0
+			consumed := false
+			for n < len(b) && len(c.ready) > 0 {
+				k := copy(b[n:], c.ready[0])
+				n += k
+				c.readyBytes -= k
+				if k == len(c.ready[0]) {
+					c.ready[0] = nil
+					c.ready = c.ready[1:]
+					consumed = true
+				} else {
+					c.ready[0] = c.ready[0][k:]
+				}
+			}
+			if consumed {
+				close(c.room)
+				c.room = make(chan struct{})
+			}
+			if len(c.ready) > 0 {
+				poke(c.readNotify) // for a concurrent reader
+			}
+			c.mu.Unlock()
+			return n, nil
+		case c.rerr != nil:
+			err := c.rerr
+			c.mu.Unlock()
+			if err == io.EOF {
+				return 0, io.EOF
+			}
+			return 0, c.opError("read", err)
+		case len(b) == 0:
+			c.mu.Unlock()
+			return 0, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.readNotify:
+		case <-c.doneCh:
+			// Re-check; doneCh stays closed, so wait on readNotify from here on.
+			c.mu.Lock()
+			ended := c.rerr != nil && len(c.ready) == 0
+			c.mu.Unlock()
+			if !ended {
+				select {
+				case <-c.readNotify:
+				case <-c.closedCh:
+				case <-c.readDL.wait():
+				}
+			}
+		case <-c.closedCh:
+		case <-c.readDL.wait():
+		}
+	}
+}
+
+// writeState returns the error that stops a Write, or nil.
+func (c *Conn) writeState() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.localClosed {
+		return c.opError("write", net.ErrClosed)
+	}
+	if c.werr != nil {
+		return c.opError("write", c.werr)
+	}
+	return nil
+}
+
+// Write sends b as data blocks. It returns when every block was handed to the link and at
+// most Config.Window of them are unacknowledged; an error of a data IQ closes the stream
+// (IBB-13) and is returned by this or the next Write. No lock is held while sending (ERR-12).
+func (c *Conn) Write(b []byte) (int, error) {
+	select {
+	case c.wrSem <- struct{}{}:
+	case <-c.closedCh:
+		return 0, c.opError("write", net.ErrClosed)
+	case <-c.doneCh:
+		return 0, c.writeState()
+	case <-c.writeDL.wait():
+		return 0, c.opError("write", os.ErrDeadlineExceeded)
+	}
+	defer func() { <-c.wrSem }()
+	n := 0
+	for {
+		if err := c.writeState(); err != nil {
+			return n, err
+		}
+		if isClosedChan(c.writeDL.wait()) {
+			return n, c.opError("write", os.ErrDeadlineExceeded)
+		}
+		if len(b) == 0 {
+			return n, nil
+		}
+		chunk := b
+		if len(chunk) > c.blockSize {
+			chunk = chunk[:c.blockSize]
+		}
+		if c.stanza == StanzaIQ {
+			select {
+			case c.slots <- struct{}{}:
+			case <-c.closedCh:
+				return n, c.opError("write", net.ErrClosed)
+			case <-c.doneCh:
+				return n, c.writeState()
+			case <-c.writeDL.wait():
+				return n, c.opError("write", os.ErrDeadlineExceeded)
+			}
+		}
+		payload := AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
+		c.sendSeq++
+		if c.stanza == StanzaIQ {
+			c.inflight.Add(1)
+			go c.sendData(payload)
+		} else if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
+			c.fail(&RemoteError{Op: "data", Err: err}, true)
+			return n, c.writeState()
+		}
+		n += len(chunk)
+		b = b[len(chunk):]
+	}
+}
+
+// sendData sends one data IQ and releases its window slot when it is acknowledged.
+func (c *Conn) sendData(payload []byte) {
+	defer c.inflight.Done()
+	_, err := c.h.link.Request(c.ctx, c.key.peer, "set", payload)
+	<-c.slots
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return // the stream already ended
+		}
+		c.fail(&RemoteError{Op: "data", Err: err}, true) // IBB-13
+	}
+}
+
+// receive handles one data block from the peer (IBB-7, IBB-12, IBB-14).
+func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool) error {
+	c.mu.Lock()
+	if c.localClosed || c.finished {
+		c.mu.Unlock()
+		return withText(ErrItemNotFound, "bytestream closed")
+	}
+	var perr *Error
+	d := seq - c.next
+	switch {
+	case len(payload) > c.blockSize:
+		perr = withText(ErrBadRequest, "block larger than block-size") // IBB-5
+	case d >= 32768:
+		perr = ErrDuplicateSeq
+	case int(d) >= c.recvWin:
+		perr = ErrSeqGap
+	default:
+		if _, dup := c.ooo[seq]; dup {
+			perr = ErrDuplicateSeq
+		}
+	}
+	if perr == nil && c.readyBytes+c.oooBytes+len(payload) > maxBuffered {
+		perr = withText(ErrResourceConstraint, "receive buffer full")
+	}
+	if perr != nil {
+		c.mu.Unlock()
+		c.fail(perr, true)
+		return perr
+	}
+	c.ooo[seq] = payload
+	c.oooBytes += len(payload)
+	advanced := false
+	for {
+		p, ok := c.ooo[c.next]
+		if !ok {
+			break
+		}
+		delete(c.ooo, c.next)
+		c.oooBytes -= len(p)
+		c.next++
+		advanced = true
+		if len(p) > 0 {
+			c.ready = append(c.ready, p)
+			c.readyBytes += len(p)
+		}
+	}
+	if advanced {
+		poke(c.readNotify)
+	}
+	// The reorder timer runs while blocks are held behind a gap; it restarts whenever the
+	// gap moves.
+	if len(c.ooo) == 0 {
+		if c.gapTimer != nil {
+			c.gapTimer.Stop()
+			c.gapTimer = nil
+		}
+	} else if advanced || c.gapTimer == nil {
+		if c.gapTimer != nil {
+			c.gapTimer.Stop()
+		}
+		c.gapGen++
+		gen := c.gapGen
+		c.gapTimer = time.AfterFunc(c.h.cfg.ReorderTimeout, func() { c.gapExpired(gen) })
+	}
+	if !iq {
+		c.mu.Unlock()
+		return nil
+	}
+	// Flow control: the ack is withheld while the reader is behind (IBB-10).
+	for len(c.ready) > c.recvWin && !c.localClosed && !c.finished {
+		room := c.room
+		c.mu.Unlock()
+		select {
+		case <-room:
+		case <-c.closedCh:
+		case <-c.doneCh:
+		case <-ctx.Done():
+			return withText(ErrItemNotFound, "bytestream closed")
+		}
+		c.mu.Lock()
+	}
+	closed := c.localClosed
+	c.mu.Unlock()
+	if closed {
+		return withText(ErrItemNotFound, "bytestream closed")
+	}
+	return nil
+}
+
+func (c *Conn) gapExpired(gen uint64) {
+	c.mu.Lock()
+	stale := gen != c.gapGen || len(c.ooo) == 0
+	c.mu.Unlock()
+	if !stale {
+		c.fail(ErrGapTimeout, true) // IBB-14
+	}
+}
+
+// endLocked marks the stream as ended. c.mu must be held.
+func (c *Conn) endLocked(rerr, werr error) bool {
+	if c.finished || c.localClosed {
+		return false
+	}
+	c.finished = true
+	c.rerr, c.werr = rerr, werr
+	if c.gapTimer != nil {
+		c.gapTimer.Stop()
+		c.gapTimer = nil
+	}
+	close(c.doneCh)
+	poke(c.readNotify)
+	return true
+}
+
+// fail ends the stream because of err (IBB-13, IBB-14); sendClose sends <close/> to the peer
+// in the background (Close waits for it).
+func (c *Conn) fail(err error, sendClose bool) {
+	c.mu.Lock()
+	if !c.endLocked(err, err) {
+		c.mu.Unlock()
+		return
+	}
+	if sendClose {
+		c.closer = make(chan struct{})
+	}
+	closer := c.closer
+	c.mu.Unlock()
+	c.h.remove(c)
+	c.cancel()
+	if sendClose {
+		go func() {
+			defer close(closer)
+			c.sendClose(time.Now().Add(c.h.cfg.CloseTimeout))
+		}()
+	}
+}
+
+// remoteClose handles the peer's <close/> (IBB-15, IBB-16).
+func (c *Conn) remoteClose() {
+	c.mu.Lock()
+	rerr := error(io.EOF)
+	if len(c.ooo) > 0 {
+		rerr = ErrUnexpectedClose
+	}
+	ok := c.endLocked(rerr, io.ErrClosedPipe)
+	c.mu.Unlock()
+	c.h.remove(c)
+	if ok {
+		c.cancel()
+	}
+}
+
+// abort ends a stream that never opened.
+func (c *Conn) abort() {
+	c.mu.Lock()
+	c.endLocked(net.ErrClosed, net.ErrClosed)
+	c.localClosed = true
+	c.mu.Unlock()
+	c.closeOnce.Do(func() { close(c.closedCh) })
+	c.cancel()
+}
+
+func (c *Conn) sendClose(deadline time.Time) {
+	payload, err := Close{SID: c.key.sid}.Marshal()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	// An error (item-not-found included) still means the stream is closed (IBB-16).
+	_, _ = c.h.link.Request(ctx, c.key.peer, "set", payload)
+}
+
+// Close closes the bytestream: it unblocks Read and Write, waits (bounded by
+// Config.CloseTimeout and the write deadline) until every data block sent was acknowledged,
+// then sends <close/> and waits for its result (IBB-15). It is safe to call more than once.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		wasOpen := !c.finished && !c.localClosed
+		c.localClosed = true
+		if c.gapTimer != nil {
+			c.gapTimer.Stop()
+			c.gapTimer = nil
+		}
+		closer := c.closer
+		c.mu.Unlock()
+		close(c.closedCh)
+		c.h.remove(c)
+
+		limit := time.Now().Add(c.h.cfg.CloseTimeout)
+		if dl := c.writeDL.deadlineTime(); !dl.IsZero() && dl.Before(limit) {
+			limit = dl
+		}
+		if wasOpen {
+			acked := make(chan struct{})
+			go func() { c.inflight.Wait(); close(acked) }()
+			t := time.NewTimer(time.Until(limit))
+			select {
+			case <-acked:
+				t.Stop()
+				c.mu.Lock()
+				failed := c.finished
+				c.mu.Unlock()
+				if !failed {
+					c.sendClose(limit)
+				}
+			case <-t.C:
+			}
+		}
+		c.cancel()
+		c.inflight.Wait()
+		if closer != nil {
+			<-closer
+		}
+		c.mu.Lock()
+		closer = c.closer
+		c.mu.Unlock()
+		if closer != nil {
+			<-closer
+		}
+		c.readDL.stop()
+		c.writeDL.stop()
+	})
+	return nil
+}
