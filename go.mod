@@ -3,6 +3,7 @@ module github.com/xtlsjingle/xtlsjingle
 go 1.26.0
 
 require (
+	filippo.io/bigmod v0.1.0 // indirect
 	github.com/Kong/go-srp v0.0.0-20191210190804-cde1efa3c083 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/uuid v1.1.1 // indirect
