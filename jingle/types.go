@@ -197,4 +197,3 @@ type Reason struct {
 	// Extra is the one optional child element from another namespace (raw XML).
 	Extra []byte
 }
-
