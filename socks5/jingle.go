@@ -202,13 +202,13 @@ func (t *JingleTransport) gather() error {
 			}
 			add(Direct, t.localJID, h, l.Port(), i)
 		}
-		for i, hp := range t.cfg.Extra {
-			host, port, err := splitHostPort(hp)
-			if err != nil {
-				return fmt.Errorf("socks5: Config.Extra: %w", err)
-			}
-			add(Assisted, t.localJID, host, port, i)
+	}
+	for i, hp := range t.cfg.Extra {
+		host, port, err := splitHostPort(hp)
+		if err != nil {
+			return fmt.Errorf("socks5: Config.Extra: %w", err)
 		}
+		add(Assisted, t.localJID, host, port, i)
 	}
 	for i, p := range t.cfg.Proxies {
 		if err := checkHost(p.Host); err != nil {
@@ -493,18 +493,13 @@ func (t *JingleTransport) establish(ctx context.Context, sendInfo func(ctx conte
 		}
 	}
 	// JS5B-11: nomination.
-	useMine := false
-	switch {
-	case mine.conn == nil && theirs == nil:
+	var mineC *Candidate
+	if mine.conn != nil {
+		mineC = &mine.cand
+	}
+	useMine, ok := nominate(t.initiator, mineC, theirs)
+	if !ok {
 		return nil, fmt.Errorf("%w: both sides sent candidate-error (JS5B-11a)", ErrNoConnection)
-	case theirs == nil:
-		useMine = true
-	case mine.conn == nil:
-		useMine = false
-	case mine.cand.Priority != theirs.Priority:
-		useMine = mine.cand.Priority > theirs.Priority
-	default:
-		useMine = t.initiator // the initiator's choice wins a tie (JS5B-11d)
 	}
 	if useMine {
 		if mine.cand.Type == Proxy {
@@ -521,6 +516,24 @@ func (t *JingleTransport) establish(ctx context.Context, sendInfo func(ctx conte
 		return t.activateOwnProxy(ctx, *theirs, sendInfo)
 	}
 	return t.takeIncoming(ctx, *theirs)
+}
+
+// nominate applies JS5B-11: mine is the peer candidate we connected to (nil after our
+// candidate-error), theirs ours that the peer connected to (nil after its candidate-error).
+// It reports whether ours (mine) is nominated, and false ok when both failed.
+func nominate(initiator bool, mine, theirs *Candidate) (useMine, ok bool) {
+	switch {
+	case mine == nil && theirs == nil:
+		return false, false // (a) both candidate-error
+	case theirs == nil:
+		return true, true // (b)
+	case mine == nil:
+		return false, true // (b)
+	case mine.Priority != theirs.Priority:
+		return mine.Priority > theirs.Priority, true // (c) higher priority wins
+	default:
+		return initiator, true // (d) tie: the initiator's choice
+	}
 }
 
 func closeConn(c net.Conn) {

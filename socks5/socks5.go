@@ -61,6 +61,13 @@ func withContext(ctx context.Context, conn net.Conn, fn func() error) error {
 		return ctx.Err()
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ne net.Error
+	if d, ok := ctx.Deadline(); ok && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(d) {
+		return context.DeadlineExceeded // the I/O deadline was ctx's deadline
+	}
 	return err
 }
 
