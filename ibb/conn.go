@@ -2,6 +2,7 @@ package ibb
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -59,7 +60,7 @@ type Conn struct {
 	oooBytes    int
 	ready       [][]byte // in-order blocks not yet read
 	readyBytes  int
-	room        chan struct{} // closed when the reader consumed blocks
+	room        chan struct{} // closed when next advanced or the reader consumed blocks
 	gapTimer    *time.Timer
 	gapGen      uint64
 	localClosed bool
@@ -174,8 +175,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 				}
 			}
 			if consumed {
-				close(c.room)
-				c.room = make(chan struct{})
+				c.signalProgress()
 			}
 			if len(c.ready) > 0 {
 				poke(c.readNotify) // for a concurrent reader
@@ -342,6 +342,7 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 	}
 	if advanced {
 		poke(c.readNotify)
+		c.signalProgress()
 	}
 	// The reorder timer runs while blocks are held behind a gap; it restarts whenever the
 	// gap moves.
@@ -362,8 +363,10 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 		c.mu.Unlock()
 		return nil
 	}
-	// Flow control: the ack is withheld while the reader is behind (IBB-10).
-	for len(c.ready) > c.recvWin && !c.localClosed && !c.finished {
+	// Flow control (IBB-10): the ack is withheld until the block is in order (so a sender
+	// never gets further ahead of a missing block than its window, whatever the delays) and
+	// while the reader is more than the receive window behind.
+	for (uint16(c.next-seq-1) >= 32768 || len(c.ready) > c.recvWin) && !c.localClosed && !c.finished {
 		room := c.room
 		c.mu.Unlock()
 		select {
@@ -375,12 +378,18 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 		}
 		c.mu.Lock()
 	}
-	closed := c.localClosed
+	lost := c.localClosed || uint16(c.next-seq-1) >= 32768
 	c.mu.Unlock()
-	if closed {
+	if lost {
 		return withText(ErrItemNotFound, "bytestream closed")
 	}
 	return nil
+}
+
+// signalProgress wakes the handlers waiting to acknowledge. c.mu must be held.
+func (c *Conn) signalProgress() {
+	close(c.room)
+	c.room = make(chan struct{})
 }
 
 func (c *Conn) gapExpired(gen uint64) {
@@ -467,10 +476,16 @@ func (c *Conn) sendClose(deadline time.Time) {
 	_, _ = c.h.link.Request(ctx, c.key.peer, "set", payload)
 }
 
+// ErrUnacknowledged is returned by Close when some data blocks were still unacknowledged
+// when Config.CloseTimeout (or the write deadline) expired: the peer may not have them.
+var ErrUnacknowledged = errors.New("ibb: data not acknowledged before close")
+
 // Close closes the bytestream: it unblocks Read and Write, waits (bounded by
 // Config.CloseTimeout and the write deadline) until every data block sent was acknowledged,
-// then sends <close/> and waits for its result (IBB-15). It is safe to call more than once.
+// then sends <close/> and waits for its result (IBB-15). It returns ErrUnacknowledged when the
+// wait expired. It is safe to call more than once; later calls return nil.
 func (c *Conn) Close() error {
+	var err error
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		wasOpen := !c.finished && !c.localClosed
@@ -479,38 +494,37 @@ func (c *Conn) Close() error {
 			c.gapTimer.Stop()
 			c.gapTimer = nil
 		}
-		closer := c.closer
 		c.mu.Unlock()
 		close(c.closedCh)
 		c.h.remove(c)
 
-		limit := time.Now().Add(c.h.cfg.CloseTimeout)
-		if dl := c.writeDL.deadlineTime(); !dl.IsZero() && dl.Before(limit) {
-			limit = dl
-		}
 		if wasOpen {
+			limit := time.Now().Add(c.h.cfg.CloseTimeout)
+			if dl := c.writeDL.deadlineTime(); !dl.IsZero() && dl.Before(limit) {
+				limit = dl
+			}
 			acked := make(chan struct{})
 			go func() { c.inflight.Wait(); close(acked) }()
 			t := time.NewTimer(time.Until(limit))
 			select {
 			case <-acked:
 				t.Stop()
-				c.mu.Lock()
-				failed := c.finished
-				c.mu.Unlock()
-				if !failed {
-					c.sendClose(limit)
-				}
 			case <-t.C:
+				err = ErrUnacknowledged
+				c.cancel()
+			}
+			c.mu.Lock()
+			failed := c.finished
+			c.mu.Unlock()
+			if !failed {
+				// Sent even after a timeout, so that the peer does not wait for ever.
+				c.sendClose(time.Now().Add(c.h.cfg.CloseTimeout))
 			}
 		}
 		c.cancel()
 		c.inflight.Wait()
-		if closer != nil {
-			<-closer
-		}
 		c.mu.Lock()
-		closer = c.closer
+		closer := c.closer
 		c.mu.Unlock()
 		if closer != nil {
 			<-closer
@@ -518,5 +532,5 @@ func (c *Conn) Close() error {
 		c.readDL.stop()
 		c.writeDL.stop()
 	})
-	return nil
+	return err
 }
