@@ -137,7 +137,7 @@ func TestStateMachine_EveryActionInEveryState(t *testing.T) {
 	}
 	ok := func(s State) want { return want{state: s} }
 	oo := func(s State) want { return want{"unexpected-request", "out-of-order", s} } // J-37
-	unknown := want{"item-not-found", "unknown-session", 0}                            // J-25
+	unknown := want{"item-not-found", "unknown-session", 0}                           // J-25
 	unsupported := func(s State) want { return want{"feature-not-implemented", "unsupported-info", s} }
 
 	live := func(s State, role string) map[Action]want {
