@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/internal/xmpptest"
 )
@@ -228,4 +229,64 @@ func TestS5B8_Activate(t *testing.T) {
 	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("relay: %q %v", buf, err)
 	}
+}
+
+// TestS5B7_OfferDirectAndProxy: plain XEP-0065 between two parties, first with our direct
+// streamhost, then with only a proxy (activated by the requester, S5B-8).
+func TestS5B7_OfferDirectAndProxy(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(3)
+	romeo, juliet := n.Party(romeoJID), n.Party(julietJID)
+	defer romeo.Close()
+	defer juliet.Close()
+	p := newTestProxy(t, n, "proxy.montague.lit", "")
+	l := listen(t, time.Second)
+	got := make(chan net.Conn, 1)
+	defer HandleRequests(juliet, julietJID, func(from, sid string) bool { return from == romeoJID }, func(from, sid string, c net.Conn) { got <- c })()
+
+	direct := Streamhost{JID: romeoJID, Host: "127.0.0.1", Port: l.Port()}
+	for name, shs := range map[string][]Streamhost{
+		"direct": {direct},
+		"proxy":  {{JID: p.jid, Host: "127.0.0.1", Port: p.port()}},
+	} {
+		c, err := Offer(t.Context(), romeo, julietJID, "sid-"+name, l, shs)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		s := <-got
+		c.Write([]byte("ping"))
+		buf := make([]byte, 4)
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ping" {
+			t.Errorf("%s: got %q %v", name, buf, err)
+		}
+		c.Close()
+		s.Close()
+	}
+	// Refused by accept → not-acceptable; unreachable streamhosts → item-not-found.
+	n.Party("mallory@evil.lit/x")
+	_, err := Offer(t.Context(), n.Party("mallory@evil.lit/x"), julietJID, "s", nil, []Streamhost{{JID: "p", Host: "127.0.0.1", Port: 9}})
+	var xe *xmpptest.StanzaError
+	if !errors.As(err, &xe) || xe.Condition != "not-acceptable" {
+		t.Errorf("refused offer: %v", err)
+	}
+	dead := deadAddr(t)
+	host, port, _ := net.SplitHostPort(dead)
+	pn, _ := strconv.Atoi(port)
+	_, err = Offer(t.Context(), romeo, julietJID, "s3", nil, []Streamhost{{JID: "p", Host: host, Port: pn}})
+	if !errors.As(err, &xe) || xe.Condition != "item-not-found" {
+		t.Errorf("unreachable streamhost: %v", err)
+	}
+	n.Party("mallory@evil.lit/x").Close()
+	drain := func() {
+		for {
+			select {
+			case c := <-got:
+				c.Close()
+			default:
+				return
+			}
+		}
+	}
+	drain()
 }
