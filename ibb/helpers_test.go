@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"math/rand"
+	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -130,5 +133,14 @@ func sameBytes(t *testing.T, want, got []byte) {
 	if !bytes.Equal(want, got) {
 		t.Fatalf("data differs: sent %d bytes sha256 %x, received %d bytes sha256 %x",
 			len(want), sha256.Sum256(want), len(got), sha256.Sum256(got))
+	}
+}
+
+
+func assertTimeout(t *testing.T, err error) {
+	t.Helper()
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("error %v; want a net.Error with Timeout() that unwraps to os.ErrDeadlineExceeded", err)
 	}
 }
