@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"io"
+	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +30,11 @@ func dialAccount(t testing.TB, srv *prosodytest.Server, resource string, mod fun
 		JID:      jid,
 		Password: password,
 		TLS:      &tls.Config{RootCAs: srv.RootCAs, ServerName: srv.Domain},
+		OnEvent: func(e gosrcxmpp.Event) {
+			if e.Kind != gosrcxmpp.Connected {
+				t.Logf("%s: %s %s %v", jid, e.Kind, e.JID, e.Err)
+			}
+		},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -71,3 +81,180 @@ func onlyAdapterStacks(all string) string {
 // TestMain stops the shared Prosody (prosodytest.Shared) after all tests of the package.
 // It is the package's only TestMain: other files must not declare one.
 func TestMain(m *testing.M) { prosodytest.Main(m) }
+
+// rawClient is a minimal hand-written XMPP client (STARTTLS, SASL PLAIN, bind) that can send
+// arbitrary bytes, for tests that need stanzas no well-behaved library would produce.
+type rawClient struct {
+	conn net.Conn
+	jid  string // full JID after bind
+	rd   *bufio.Reader
+}
+
+// dialRaw registers a fresh account and logs it in with resource "raw".
+func dialRaw(t testing.TB, srv *prosodytest.Server) *rawClient {
+	t.Helper()
+	jid, password := srv.Account(t)
+	user, _, _ := strings.Cut(jid, "@")
+	c, err := net.DialTimeout("tcp", srv.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	open := "<?xml version='1.0'?><stream:stream to='" + srv.Domain + "' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+	rc := &rawClient{conn: c, rd: bufio.NewReader(c)}
+	io.WriteString(c, open)
+	rc.readUntil(t, "</stream:features>")
+	io.WriteString(c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	rc.readUntil(t, "<proceed")
+	tc := tls.Client(c, &tls.Config{RootCAs: srv.RootCAs, ServerName: srv.Domain})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("raw client TLS: %v", err)
+	}
+	rc.conn, rc.rd = tc, bufio.NewReader(tc)
+	io.WriteString(tc, open)
+	rc.readUntil(t, "</stream:features>")
+	cred := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
+	io.WriteString(tc, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"+cred+"</auth>")
+	if got := rc.readUntil(t, "/>"); !strings.Contains(got, "<success") {
+		t.Fatalf("raw client auth: %s", got)
+	}
+	io.WriteString(tc, open)
+	rc.readUntil(t, "</stream:features>")
+	io.WriteString(tc, "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>raw</resource></bind></iq>")
+	got := rc.readUntil(t, "</iq>")
+	i, j := strings.Index(got, "<jid>"), strings.Index(got, "</jid>")
+	if i < 0 || j < i {
+		t.Fatalf("raw client bind: %s", got)
+	}
+	rc.jid = got[i+5 : j]
+	c.SetDeadline(time.Time{})
+	// Drain everything the server sends from now on, so it never blocks on us.
+	go io.Copy(io.Discard, rc.rd)
+	return rc
+}
+
+func (rc *rawClient) readUntil(t testing.TB, want string) string {
+	t.Helper()
+	var b strings.Builder
+	for !strings.Contains(b.String(), want) {
+		by, err := rc.rd.ReadByte()
+		if err != nil {
+			t.Fatalf("raw client: reading until %q: %v (got %q)", want, err, b.String())
+		}
+		b.WriteByte(by)
+	}
+	return b.String()
+}
+
+// send writes s to the server as it is.
+func (rc *rawClient) send(t testing.TB, s string) {
+	t.Helper()
+	rc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(rc.conn, s); err != nil {
+		t.Fatalf("raw client send: %v", err)
+	}
+}
+
+// cutProxy is a loopback TCP proxy in front of a server that records what each client
+// connection sent and can cut all connections at once.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*proxiedConn
+	wg     sync.WaitGroup
+}
+
+type proxiedConn struct {
+	client, server net.Conn
+	mu             sync.Mutex
+	sent           []byte // client → server bytes (the first 64 KiB)
+}
+
+func (p *proxiedConn) clientBytes() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.sent...)
+}
+
+func newCutProxy(t testing.TB, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			pc := &proxiedConn{client: c, server: s}
+			p.mu.Lock()
+			p.conns = append(p.conns, pc)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() {
+				defer p.wg.Done()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						pc.mu.Lock()
+						if len(pc.sent) < 64<<10 {
+							pc.sent = append(pc.sent, buf[:n]...)
+						}
+						pc.mu.Unlock()
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				s.Close()
+				c.Close()
+			}()
+			go func() {
+				defer p.wg.Done()
+				io.Copy(c, s)
+				c.Close()
+				s.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+// cut closes every connection through the proxy (both sides), as a network failure would.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.client.Close()
+		c.server.Close()
+	}
+}
+
+func (p *cutProxy) connections() []*proxiedConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*proxiedConn(nil), p.conns...)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -48,12 +49,13 @@ func TestAdapterIQRoundTrip(t *testing.T) {
 		t.Fatalf("request: %v", err)
 	}
 	wantRes := `<echoed xmlns="` + nsTest + `" n="1"><x xmlns="urn:other" a="&lt;&amp;&quot;">t&amp;</x></echoed>`
-	if string(res) != wantRes {
+	// Prosody re-serialises stanzas (attribute order may change): compare namespace-resolved.
+	if !sameXML(t, res, []byte(wantRes)) || !bytes.HasPrefix(res, []byte(`<echoed xmlns="`+nsTest+`"`)) {
 		t.Errorf("result payload\n got %s\nwant %s", res, wantRes)
 	}
 	mu.Lock()
 	wantReq := `<echo xmlns="` + nsTest + `" a0:attr="v" xmlns:a0="urn:q"><inner>text &lt; &amp;</inner><child xmlns="urn:c"></child></echo>`
-	if string(gotPayload) != wantReq {
+	if !sameXML(t, gotPayload, []byte(wantReq)) || !bytes.HasPrefix(gotPayload, []byte(`<echo xmlns="`+nsTest+`"`)) {
 		t.Errorf("handler payload\n got %s\nwant %s", gotPayload, wantReq)
 	}
 	if gotFrom != a.LocalJID() || gotTo != b.LocalJID() || gotTyp != "set" {
@@ -85,9 +87,20 @@ func TestAdapterIQRoundTrip(t *testing.T) {
 		n, rtts[n/2], rtts[n*9/10], rtts[n*99/100], rtts[n-1])
 }
 
-// sameXML compares two XML documents by their namespace-resolved token streams.
+// sameXML compares two XML documents by their namespace-resolved token streams (attribute
+// order ignored).
 func sameXML(t testing.TB, a, b []byte) bool {
 	t.Helper()
+	x, y := canon(string(a)), canon(string(b))
+	if x != y {
+		t.Logf("xml differs:\n%v\n%v", x, y)
+		return false
+	}
+	return true
+}
+
+// canon returns a namespace-resolved, attribute-order independent form of an XML document.
+func canon(doc string) string {
 	norm := func(x []byte) []string {
 		d := xml.NewDecoder(bytes.NewReader(x))
 		var out []string
@@ -115,12 +128,7 @@ func sameXML(t testing.TB, a, b []byte) bool {
 			}
 		}
 	}
-	x, y := norm(a), norm(b)
-	if fmt.Sprint(x) != fmt.Sprint(y) {
-		t.Logf("xml differs:\n%v\n%v", x, y)
-		return false
-	}
-	return true
+	return fmt.Sprint(norm([]byte(doc)))
 }
 
 // TestAdapterServiceUnavailable: an IQ nobody handles is answered with service-unavailable,
@@ -145,6 +153,217 @@ func TestAdapterServiceUnavailable(t *testing.T) {
 		res, err := a.Request(ctx, to, "get", []byte(`<ping xmlns="urn:xmpp:ping"/>`))
 		if err != nil || res != nil {
 			t.Fatalf("ping to %q: %q, %v", to, res, err)
+		}
+	}
+}
+
+// TestAdapterConcurrentRequests: 16 goroutines × 100 requests on one client, each answered
+// with its own payload; nothing may be lost or mixed up.
+func TestAdapterConcurrentRequests(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	a := dialAccount(t, srv, "", nil)
+	b := dialAccount(t, srv, "", nil)
+	echo(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const workers, each = 16, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				p := fmt.Sprintf(`<echo xmlns="%s" w="%d" i="%d"/>`, nsTest, w, i)
+				res, err := a.Request(ctx, b.LocalJID(), "set", []byte(p))
+				if err != nil {
+					errs <- fmt.Errorf("worker %d request %d: %w", w, i, err)
+					continue
+				}
+				if want := fmt.Sprintf(`<echo xmlns="%s" w="%d" i="%d"></echo>`, nsTest, w, i); !sameXML(t, res, []byte(want)) {
+					errs <- fmt.Errorf("worker %d request %d: got %s", w, i, res)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	lost := 0
+	for err := range errs {
+		lost++
+		if lost <= 5 {
+			t.Error(err)
+		}
+	}
+	t.Logf("%d concurrent requests (%d goroutines): %d failed, %v total, %.0f requests/s",
+		workers*each, workers, lost, el.Round(time.Millisecond), float64(workers*each)/el.Seconds())
+}
+
+// TestAdapterUnansweredRequestTimesOut: a request to a peer that never answers returns at its
+// deadline; a late answer to a request that gave up is dropped; no goroutine is left behind.
+func TestAdapterUnansweredRequestTimesOut(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	a := dialAccount(t, srv, "", nil)
+	silent := dialRaw(t, srv) // reads everything, answers nothing
+	b := dialAccount(t, srv, "", nil)
+	release := make(chan struct{})
+	b.HandleIQ(nsTest, "slow", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		<-release
+		return []byte(`<late xmlns="` + nsTest + `"/>`), nil
+	})
+	echo(b)
+	before := runtime.NumGoroutine()
+
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		_, err := a.Request(ctx, silent.jid, "get", []byte(`<echo xmlns="`+nsTest+`"/>`))
+		el := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("request to silent peer: %v, want deadline exceeded", err)
+		}
+		if el > 2*time.Second {
+			t.Fatalf("request returned after %v, long past its 200ms deadline", el)
+		}
+	}
+	// Late answers: the handler answers after the requester gave up.
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<slow xmlns="`+nsTest+`"/>`))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("slow request: %v, want deadline exceeded", err)
+		}
+	}
+	close(release)
+	// The late answers arrive now; the client must drop them and keep working.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+		t.Fatalf("request after late answers: %v", err)
+	}
+	checkGoroutines(t, before, 2)
+}
+
+// jingleError is an error with a Jingle application condition, as the jingle package has.
+type jingleError struct{ cond string }
+
+func (e *jingleError) Error() string { return "jingle: " + e.cond }
+func (e *jingleError) StanzaError() (typ, condition string, app xml.Name, text string) {
+	return "cancel", "item-not-found", xml.Name{Space: "urn:xmpp:jingle:errors:1", Local: e.cond}, "no such session"
+}
+
+// TestAdapterJingleAppErrorRoundTrip (J-25): a handler's error with the application condition
+// unknown-session reaches the requester with type, condition, app condition and text.
+func TestAdapterJingleAppErrorRoundTrip(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	a := dialAccount(t, srv, "", nil)
+	b := dialAccount(t, srv, "", nil)
+	b.HandleIQ("urn:xmpp:jingle:1", "jingle", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, fmt.Errorf("wrapped: %w", &jingleError{cond: "unknown-session"})
+	})
+	b.HandleIQ(nsTest, "plain-error", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, errors.New("secret internal detail")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.Request(ctx, b.LocalJID(), "set", []byte(`<jingle xmlns="urn:xmpp:jingle:1" action="session-info" sid="nope"/>`))
+	var se interface {
+		StanzaError() (typ, condition string, app xml.Name, text string)
+	}
+	if !errors.As(err, &se) {
+		t.Fatalf("want stanza error, got %v", err)
+	}
+	typ, cond, app, text := se.StanzaError()
+	if typ != "cancel" || cond != "item-not-found" || app != (xml.Name{Space: "urn:xmpp:jingle:errors:1", Local: "unknown-session"}) || text != "no such session" {
+		t.Fatalf("got %q %q %v %q", typ, cond, app, text)
+	}
+	_, err = a.Request(ctx, b.LocalJID(), "get", []byte(`<plain-error xmlns="`+nsTest+`"/>`))
+	if !errors.As(err, &se) {
+		t.Fatalf("want stanza error, got %v", err)
+	}
+	typ, cond, app, text = se.StanzaError()
+	if cond != "internal-server-error" || app.Local != "" || text != "" {
+		t.Fatalf("plain error mapped to %q %q %v %q, want internal-server-error without text", typ, cond, app, text)
+	}
+}
+
+// TestAdapterHandlerPanicContained: a panicking handler yields internal-server-error and the
+// client keeps serving.
+func TestAdapterHandlerPanicContained(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	a := dialAccount(t, srv, "", nil)
+	b := dialAccount(t, srv, "", nil)
+	b.HandleIQ(nsTest, "boom", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		panic("handler bug")
+	})
+	gotMsg := make(chan struct{}, 1)
+	b.HandleMessage(nsTest, "boom", func(ctx context.Context, from, to string, payload []byte) {
+		gotMsg <- struct{}{}
+		panic("message handler bug")
+	})
+	echo(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		_, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<boom xmlns="`+nsTest+`"/>`))
+		var se *gosrcxmpp.StanzaError
+		if !errors.As(err, &se) || se.Condition != "internal-server-error" {
+			t.Fatalf("panicking handler: %v, want internal-server-error", err)
+		}
+		if err := a.SendMessage(ctx, b.LocalJID(), []byte(`<boom xmlns="`+nsTest+`"/>`)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-gotMsg:
+		case <-ctx.Done():
+			t.Fatal("message handler not called")
+		}
+	}
+	if _, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+		t.Fatalf("after panics: %v", err)
+	}
+}
+
+// TestAdapterMessages: SendMessage reaches the peer's HandleMessage with the exact payload;
+// messages with children nobody handles are dropped without harm.
+func TestAdapterMessages(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	a := dialAccount(t, srv, "", nil)
+	b := dialAccount(t, srv, "", nil)
+	const n = 200
+	got := make(chan string, n)
+	b.HandleMessage("http://jabber.org/protocol/ibb", "data", func(ctx context.Context, from, to string, payload []byte) {
+		if from != a.LocalJID() || to != b.LocalJID() {
+			t.Errorf("message from %q to %q, want %q %q", from, to, a.LocalJID(), b.LocalJID())
+		}
+		got <- string(payload)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.SendMessage(ctx, b.LocalJID(), []byte(`<unhandled xmlns="urn:nobody"/>`)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf(`<data xmlns="http://jabber.org/protocol/ibb" seq="%d" sid="s1">QUJD</data>`, i)
+		want[canon(p)] = true
+		if err := a.SendMessage(ctx, b.LocalJID(), []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case p := <-got:
+			if !want[canon(p)] {
+				t.Fatalf("unexpected or duplicate payload %s", p)
+			}
+			delete(want, canon(p))
+		case <-ctx.Done():
+			t.Fatalf("%d of %d messages arrived", i, n)
 		}
 	}
 }
