@@ -99,7 +99,12 @@ type Manager struct {
 
 	ctx    context.Context // cancelled by Close; bounds the manager's own sends
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+
+	// bgMu guards bgClosed and wg.Add; it is never held together with another lock, so
+	// background may be called under a session's lock.
+	bgMu     sync.Mutex
+	bgClosed bool
+	wg       sync.WaitGroup
 
 	mu        sync.Mutex
 	closed    bool
@@ -159,6 +164,9 @@ func (m *Manager) Close() error {
 	}
 	wg.Wait()
 	cancel()
+	m.bgMu.Lock()
+	m.bgClosed = true
+	m.bgMu.Unlock()
 	m.cancel()
 	m.wg.Wait()
 	return nil
@@ -167,9 +175,9 @@ func (m *Manager) Close() error {
 // background runs fn on a goroutine owned by the manager (Close waits for it); it does nothing
 // after Close.
 func (m *Manager) background(fn func(ctx context.Context)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
+	m.bgMu.Lock()
+	defer m.bgMu.Unlock()
+	if m.bgClosed {
 		return
 	}
 	m.wg.Add(1)
@@ -180,14 +188,14 @@ func (m *Manager) background(fn func(ctx context.Context)) {
 }
 
 // forget removes s from the routing table and remembers its key as ended.
-func (m *Manager) forget(s *Session) {
+func (m *Manager) forget(s *Session, tomb bool) {
 	k := sessionKey{s.peer, s.sid}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sessions[k] == s {
 		delete(m.sessions, k)
 	}
-	if _, ok := m.tombs[k]; !ok {
+	if _, ok := m.tombs[k]; tomb && !ok {
 		m.tombs[k] = struct{}{}
 		m.tombOrder = append(m.tombOrder, k)
 		if len(m.tombOrder) > maxTombs {
@@ -220,11 +228,13 @@ func (m *Manager) newSession(peer, sid string, initiator bool) *Session {
 		transports: map[contentKey]Transport{},
 		replies:    map[[32]byte]struct{}{},
 	}
+	s.mu.Lock() // the timer's function reads s.timer (through end)
 	s.timer = time.AfterFunc(m.cfg.PendingTimeout, func() {
 		if s.State() == StatePending {
 			m.background(func(ctx context.Context) { _ = s.Terminate(ctx, &Reason{Condition: Timeout}) })
 		}
 	})
+	s.mu.Unlock()
 	return s
 }
 
@@ -249,9 +259,8 @@ func (m *Manager) Initiate(ctx context.Context, peer string, contents []Content,
 	}
 	s := m.newSession(peer, sid, true)
 	s.contents = cloneContents(contents)
-	s.initiating = true
 	if err := s.bindAll(transports, contents); err != nil {
-		s.timer.Stop()
+		s.vanish()
 		return nil, err
 	}
 	m.mu.Lock()
@@ -264,13 +273,10 @@ func (m *Manager) Initiate(ctx context.Context, peer string, contents []Content,
 	m.mu.Unlock()
 
 	err = s.request(ctx, payload)
-	s.mu.Lock()
-	s.initiating = false
-	s.mu.Unlock()
 	if err != nil {
 		var je *Error
 		if errors.As(err, &je) {
-			s.finish(nil, false) // refused: the peer has no session
+			s.vanish() // refused: the peer has no session
 		} else {
 			m.background(func(bctx context.Context) { _ = s.Terminate(bctx, &Reason{Condition: Cancel}) })
 		}
@@ -314,6 +320,12 @@ func (m *Manager) handleInitiate(from string, j *Jingle, digest [32]byte) ([]byt
 		return nil, badRequest("initiator does not match the sender")
 	}
 	k := sessionKey{from, j.SID}
+	var lost *Session
+	defer func() {
+		if lost != nil {
+			lost.vanish()
+		}
+	}()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -322,17 +334,18 @@ func (m *Manager) handleInitiate(from string, j *Jingle, digest [32]byte) ([]byt
 	if old := m.sessions[k]; old != nil {
 		old.mu.Lock()
 		dup := !old.initiator && old.initDigest == digest
-		ours := old.initiator && old.initiating
+		ours := old.initiator && old.state == StatePending
 		old.mu.Unlock()
 		switch {
 		case dup:
 			m.mu.Unlock()
 			return nil, nil // the same stanza again: acknowledge it again, without effect
-		case ours && from < m.local:
+		case ours && from < m.local && sameApplications(old.Contents(), j.Contents):
 			// J-34 with equal sids: the lower JID wins, and that is the peer. Our initiate
-			// will be refused by the peer; give the key to theirs.
+			// is refused by the peer; ours ends here without a trace and theirs takes the key.
 			delete(m.sessions, k)
-		case ours:
+			lost = old
+		case ours && sameApplications(old.Contents(), j.Contents):
 			m.mu.Unlock()
 			return nil, ErrTieBreak.with("equal sid, higher JID")
 		default:
@@ -345,12 +358,15 @@ func (m *Manager) handleInitiate(from string, j *Jingle, digest [32]byte) ([]byt
 		return nil, ErrUnknownSession
 	}
 	// J-34: a simultaneous equivalent initiate of ours to the same peer; the lower sid wins.
+	// "Simultaneous" is judged by our session still being pending, not by our request being
+	// unanswered: the peer may already have acknowledged ours (it won there) while its own
+	// crossed it, and both sides must reach the same decision.
 	for _, o := range m.sessions {
 		if o.peer != from || !o.initiator {
 			continue
 		}
 		o.mu.Lock()
-		tie := o.initiating && sameApplications(o.contents, j.Contents)
+		tie := o.state == StatePending && sameApplications(o.contents, j.Contents)
 		o.mu.Unlock()
 		if tie && j.SID > o.sid {
 			m.mu.Unlock()

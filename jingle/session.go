@@ -51,7 +51,6 @@ type Session struct {
 	transports     map[contentKey]Transport
 	reason         *Reason
 	byPeer         bool
-	initiating     bool     // our session-initiate is not answered yet
 	accepting      bool     // our session-accept is not answered yet
 	initDigest     [32]byte // of the peer's session-initiate (duplicate detection)
 	pendingAdd     map[contentKey]Content
@@ -228,12 +227,8 @@ func (s *Session) Accept(ctx context.Context, contents []Content, transports map
 		s.timer.Stop()
 		s.mergeLocked(contents)
 	}
-	st := s.state
 	s.mu.Unlock()
-	if st == StateEnded {
-		return ErrEnded
-	}
-	return nil
+	return nil // acknowledged; the session may have ended since (see Done)
 }
 
 // failed ends the session after one of our actions failed: locally if the peer no longer knows
@@ -469,7 +464,13 @@ func (s *Session) acquire(ctx context.Context, token chan struct{}) error {
 }
 
 // finish ends the session; it reports false if it had ended already.
-func (s *Session) finish(reason *Reason, byPeer bool) bool {
+func (s *Session) finish(reason *Reason, byPeer bool) bool { return s.end(reason, byPeer, true) }
+
+// vanish ends a session the peer never had (its session-initiate was refused, or lost a
+// tie-break): its key is not remembered as ended, so the peer may use it.
+func (s *Session) vanish() { s.end(nil, false, false) }
+
+func (s *Session) end(reason *Reason, byPeer, tomb bool) bool {
 	s.mu.Lock()
 	if s.state == StateEnded {
 		s.mu.Unlock()
@@ -486,7 +487,7 @@ func (s *Session) finish(reason *Reason, byPeer bool) bool {
 	ts := s.transports
 	s.transports = map[contentKey]Transport{}
 	s.mu.Unlock()
-	s.m.forget(s)
+	s.m.forget(s, tomb)
 	for _, t := range ts {
 		_ = t.Close()
 	}

@@ -160,6 +160,9 @@ func TestStateMachine_EveryActionInEveryState(t *testing.T) {
 		}
 		if s == StatePending && role == "initiator" {
 			w[SessionAccept] = ok(StateActive) // J-11
+			// J-34 with equal sids: the peer's JID (juliet@…) is lower, its initiate wins
+			// and ours is dropped.
+			w[SessionInitiate] = ok(StateEnded)
 		}
 		return w
 	}
