@@ -191,8 +191,14 @@ func TestJ34_TieBreakSimultaneousInitiate(t *testing.T) {
 				err error
 			}
 			outs := make(chan out, 2)
-			go func() { s, err := mr.Initiate(ctx, juliet, []Content{xsContent("xmlstream")}, nil); outs <- out{romeo, s, err} }()
-			go func() { s, err := mj.Initiate(ctx, romeo, []Content{xsContent("xmlstream")}, nil); outs <- out{juliet, s, err} }()
+			go func() {
+				s, err := mr.Initiate(ctx, juliet, []Content{xsContent("xmlstream")}, nil)
+				outs <- out{romeo, s, err}
+			}()
+			go func() {
+				s, err := mj.Initiate(ctx, romeo, []Content{xsContent("xmlstream")}, nil)
+				outs <- out{juliet, s, err}
+			}()
 			var won *Session
 			for range 2 {
 				o := <-outs
