@@ -46,7 +46,8 @@ type Conn struct {
 	wrSem    chan struct{} // one Write at a time
 	slots    chan struct{} // unacknowledged data IQs
 	inflight sync.WaitGroup
-	sendSeq  uint16 // guarded by wrSem
+	sendSeq  uint16        // guarded by wrSem
+	lastSent chan struct{} // closed when the previous block's request started; guarded by wrSem
 
 	readDL, writeDL deadline
 	readNotify      chan struct{} // poke: data or end of stream
@@ -72,6 +73,12 @@ type Conn struct {
 
 var _ net.Conn = (*Conn)(nil)
 
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Conn{
@@ -84,6 +91,7 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		ctx:        ctx,
 		cancel:     cancel,
 		wrSem:      make(chan struct{}, 1),
+		lastSent:   closedChan,
 		slots:      make(chan struct{}, h.cfg.Window),
 		readDL:     makeDeadline(),
 		writeDL:    makeDeadline(),
@@ -271,7 +279,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.sendSeq++
 		if c.stanza == StanzaIQ {
 			c.inflight.Add(1)
-			go c.sendData(payload)
+			prev, started := c.lastSent, make(chan struct{})
+			c.lastSent = started
+			go c.sendData(payload, prev, started)
 		} else if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
 			c.fail(&RemoteError{Op: "data", Err: err}, true)
 			return n, c.writeState()
@@ -281,9 +291,17 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 }
 
-// sendData sends one data IQ and releases its window slot when it is acknowledged.
-func (c *Conn) sendData(payload []byte) {
+// sendData sends one data IQ and releases its window slot when it is acknowledged. It starts
+// its request only after the previous block's request started, so that blocks leave in seq
+// order as far as the link allows (IBB-14: most receivers process them in wire order; see
+// Config.Window).
+func (c *Conn) sendData(payload []byte, prev <-chan struct{}, started chan<- struct{}) {
 	defer c.inflight.Done()
+	select {
+	case <-prev:
+	case <-c.ctx.Done():
+	}
+	close(started)
 	_, err := c.h.link.Request(c.ctx, c.key.peer, "set", payload)
 	<-c.slots
 	if err != nil {

@@ -29,7 +29,11 @@ type Config struct {
 	// Default DefaultBlockSize; at most MaxEmitBlockSize.
 	BlockSize int
 	// Window is the number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20).
-	// Default 8.
+	// Default 8. Requests are started in seq order, but the Link's Request both writes and
+	// waits, so with a Window above 1 two blocks can still leave in swapped order when a
+	// goroutine is preempted between them. This package's receiver restores the order;
+	// receivers that process strictly in wire order (IBB-14; slixmpp, for one) then close the
+	// stream: use Window 1 with peers that are not known to reorder.
 	Window int
 	// ReceiveWindow is how far ahead of the next expected seq a block may arrive (the
 	// reordering the receiver tolerates, GOSRC.md §3.A4); a block further ahead is a gap

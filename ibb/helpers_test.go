@@ -26,7 +26,7 @@ const (
 
 // checkGoroutines fails the test if goroutines started during it are still running after
 // its cleanups (registered first, so it runs last).
-func checkGoroutines(t *testing.T) {
+func checkGoroutines(t testing.TB) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
@@ -54,7 +54,7 @@ type world struct {
 	hRomeo, hJulie *ibb.Handler
 }
 
-func newWorld(t *testing.T, seed int64, rcfg, jcfg *ibb.Config) *world {
+func newWorld(t testing.TB, seed int64, rcfg, jcfg *ibb.Config) *world {
 	t.Helper()
 	checkGoroutines(t)
 	n := xmpptest.NewNetwork(seed)
@@ -71,7 +71,7 @@ func newWorld(t *testing.T, seed int64, rcfg, jcfg *ibb.Config) *world {
 }
 
 // pair opens sid from romeo to juliet and returns (romeo's end, juliet's end).
-func (w *world) pair(t *testing.T, sid string, blockSize int) (*ibb.Conn, *ibb.Conn) {
+func (w *world) pair(t testing.TB, sid string, blockSize int) (*ibb.Conn, *ibb.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -135,7 +135,6 @@ func sameBytes(t *testing.T, want, got []byte) {
 			len(want), sha256.Sum256(want), len(got), sha256.Sum256(got))
 	}
 }
-
 
 func assertTimeout(t *testing.T, err error) {
 	t.Helper()
