@@ -1,0 +1,226 @@
+package xtls
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/ibb"
+	"github.com/xtlsjingle/xtlsjingle/jingle"
+	"github.com/xtlsjingle/xtlsjingle/socks5"
+)
+
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Open starts an XTLS session with the full JID peer as the Jingle initiator (TLS client,
+// XTLS-3) and returns it once the end-to-end stream is open and secured (XTLS-D6, GO-7):
+//
+//  1. disco#info of peer (through the caps cache): without urn:xmpp:jingle:security:xtls:0 it
+//     fails with ErrNotSupported, or ErrDowngrade when certificates of the peer are pinned
+//     (XTLS-1, XTLS-2, XTLS-25);
+//  2. session-initiate with the xmlstream content, the transport (SOCKS5 unless the policy or
+//     the peer says IBB, XS-9) and <security/> with our fingerprint and methods x509 and srp
+//     (XTLS-9);
+//  3. the method choice of XTLS-D3 on the peer's session-accept, sent as security-info with
+//     exactly one method (XTLS-17); a session-accept without <security/> ends the session with
+//     <security-error/> (XTLS-15);
+//  4. the bytestream, replaced by IBB when SOCKS5 fails on both sides (JS5B-14);
+//  5. TLS 1.3, XSRP for srp (pinning the peer's certificate, XSRP-8), the stream headers.
+//
+// Every failure ends the Jingle session (with <security-error/> and a text for security
+// failures) and returns an *Error; there is no plaintext fallback.
+func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Session, error) {
+	start := time.Now()
+	if opts == nil {
+		opts = &OpenOptions{}
+	}
+	if c.ctx.Err() != nil {
+		return nil, ErrClientClosed
+	}
+	bare, err := BareJID(peer)
+	if err != nil {
+		return nil, fmt.Errorf("xtls: bad peer JID: %w", err)
+	}
+	policy := c.cfg.Transports
+	if opts.Transports != nil {
+		policy = *opts.Transports
+	}
+
+	// 1. XTLS-2: discover support first.
+	info, err := c.caps.Info(ctx, c.link, peer)
+	if err != nil {
+		return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
+	}
+	if !info.Supports(NS) || !info.Supports(NSXMLStream) {
+		pins, perr := c.cfg.Trust.Pins(bare)
+		if perr == nil && len(pins) > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrDowngrade, peer)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNotSupported, peer)
+	}
+	if opts.Password != "" {
+		if err := c.backoffCheck(bare); err != nil {
+			return nil, err
+		}
+	}
+	s5bOK := info.Supports(socks5.NSJingleS5B)
+	useS5B := policy != TransportIBB && s5bOK
+	if policy == TransportS5B && !s5bOK {
+		return nil, fmt.Errorf("xtls: %s does not support SOCKS5 bytestreams and the policy forbids IBB", peer)
+	}
+
+	// 2. session-initiate.
+	var t jingle.Transport
+	var offer []byte
+	if useS5B {
+		st, err := c.newS5B(peer, nil)
+		if err != nil {
+			return nil, fmt.Errorf("xtls: SOCKS5 transport: %w", err)
+		}
+		t = st
+	} else {
+		it, err := ibb.NewJingleTransport(c.ibb, peer, newIBBSID(), 0)
+		if err != nil {
+			return nil, fmt.Errorf("xtls: IBB transport: %w", err)
+		}
+		t = it
+	}
+	offer = t.Element()
+	ours := &Security{Fingerprint: c.cfg.Identity.Fingerprint(), Methods: []string{MethodX509, MethodSRP}}
+	js, err := c.mgr.Initiate(ctx, peer, []jingle.Content{{
+		Creator:     jingle.CreatorInitiator,
+		Name:        contentName,
+		Description: description,
+		Transport:   offer,
+		Security:    ours.Element(),
+	}}, map[string]jingle.Transport{contentName: t})
+	if err != nil {
+		_ = t.Close()
+		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
+	}
+	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, done: make(chan struct{})}
+	if !c.track(s) {
+		return nil, terminate(js, &Error{Peer: peer, Condition: jingle.Gone, Text: "client closed", Err: ErrClientClosed})
+	}
+	if err := c.openSession(ctx, s, ours, offer, opts.Password, policy == TransportAuto); err != nil {
+		c.untrack(s)
+		return nil, err
+	}
+	s.SetupTime = time.Since(start)
+	s.wg.Add(1)
+	go s.watch()
+	return s, nil
+}
+
+func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, offer []byte, password string, fallback bool) error {
+	js := s.js
+	bare, _ := BareJID(s.Peer)
+	// 3. the answer.
+	ev, err := waitEvent(ctx, js, jingle.SessionAccept)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && !e.Remote {
+			return terminate(js, &Error{Peer: s.Peer, Condition: jingle.Cancel, Text: "gave up waiting", Err: err})
+		}
+		return err
+	}
+	var answer jingle.Content
+	for _, ct := range ev.Contents {
+		if ct.Name == contentName {
+			answer = ct
+		}
+	}
+	if answer.Security == nil {
+		// XTLS-15 DECIDE: no encryption, no stream.
+		return terminate(js, secErr(s.Peer, "the peer answered without XTLS — unencrypted streams are refused", nil))
+	}
+	theirs, err := ParseSecurity(answer.Security)
+	if err != nil {
+		return terminate(js, secErr(s.Peer, "malformed <security/> in session-accept", err))
+	}
+	pinned, others, err := c.isPinned(s.Peer, theirs.Fingerprint)
+	if err != nil {
+		return terminate(js, &Error{Peer: s.Peer, Condition: jingle.GeneralError, Text: "trust store failure", Err: err})
+	}
+	leap := false
+	if !pinned && !others && password == "" && c.cfg.LeapOfFaith && !theirs.Fingerprint.IsZero() && theirs.Has(MethodX509) {
+		if err := c.cfg.Trust.Pin(bare, theirs.Fingerprint, LeapOfFaith, time.Now()); err == nil {
+			pinned, leap = true, true
+		}
+	}
+	method := chooseMethod(ours, theirs, pinned, password)
+	if method == "" {
+		text := "certificate of " + bare + " is not pinned and no password was given"
+		if !theirs.Fingerprint.IsZero() && others {
+			text = "certificate of " + bare + " changed — session refused"
+		} else if password != "" && !theirs.Has(MethodSRP) {
+			text = "the peer does not offer password authentication"
+		}
+		if password == "" && !theirs.Has(MethodSRP) && theirs.Fingerprint.IsZero() {
+			text = "neither side can verify the other: the peer offers no usable method"
+		}
+		return terminate(js, secErr(s.Peer, text, ErrNoMethod))
+	}
+	s.Method = method
+	if leap {
+		s.Pinned = true
+	}
+	fail := func(e *Error) error {
+		if leap {
+			_ = c.cfg.Trust.Unpin(bare, theirs.Fingerprint)
+			s.Pinned = false
+		}
+		return terminate(js, e)
+	}
+	// XTLS-17: announce the choice before the first TLS byte.
+	choice := &Security{Methods: []string{method}}
+	if err := js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Security: choice.Element()}}, nil); err != nil {
+		if js.State() == jingle.StateEnded {
+			return fail(asErr(s.Peer, endedErr(js)))
+		}
+		return fail(secErr(s.Peer, "the peer refused our method choice "+method, err))
+	}
+	// 4. bytestream.
+	conn, kind, err := c.establish(ctx, s, fallback, c.proxyAddrs(offer, answer.Transport))
+	if err != nil {
+		return fail(asErr(s.Peer, err))
+	}
+	s.Transport = kind
+	s.raw = conn
+	// 5. TLS, XSRP, stream.
+	stop := closeOnEnd(js, conn)
+	err = c.secure(ctx, s, conn, method, password)
+	stop()
+	if err != nil {
+		if js.State() == jingle.StateEnded {
+			if r, byPeer := js.Reason(); byPeer && r != nil {
+				e := asErr(s.Peer, err)
+				if r.Text != "" {
+					e.Text += " (peer: " + r.Text + ")"
+				}
+				if leap {
+					_ = c.cfg.Trust.Unpin(bare, theirs.Fingerprint)
+				}
+				return e
+			}
+		}
+		return fail(asErr(s.Peer, err))
+	}
+	return nil
+}
+
+// asErr returns err as *Error (wrapping it when it is not one).
+func asErr(peer string, err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Peer: peer, Condition: jingle.GeneralError, Text: err.Error(), Err: err}
+}

@@ -1,0 +1,600 @@
+package xtls_test
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/disco"
+	"github.com/xtlsjingle/xtlsjingle/internal/xmpptest"
+	"github.com/xtlsjingle/xtlsjingle/jingle"
+	"github.com/xtlsjingle/xtlsjingle/socks5"
+	"github.com/xtlsjingle/xtlsjingle/xtls"
+)
+
+const (
+	romeoJID  = "romeo@montague.lit/orchard"
+	julietJID = "juliet@capulet.lit/balcony"
+)
+
+// party is one client of a two-party test: its link, identity, trust store and XTLS client.
+type party struct {
+	link   *xmpptest.Party
+	id     *xtls.Identity
+	trust  *xtls.MemoryStore
+	client *xtls.Client
+
+	mu       sync.Mutex
+	password string
+	decline  bool
+	incoming []*xtls.Incoming
+	errs     chan error
+}
+
+type partyOpts struct {
+	listener   bool // serve direct S5B candidates on 127.0.0.1:0
+	proxies    []socks5.Streamhost
+	transports xtls.TransportPolicy
+}
+
+func newParty(t *testing.T, n *xmpptest.Network, jid string, o partyOpts) *party {
+	t.Helper()
+	id, err := xtls.NewIdentity(jid, xtls.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &party{link: n.Party(jid), id: id, trust: xtls.NewMemoryStore(), errs: make(chan error, 8)}
+	cfg := xtls.Config{
+		Identity:   id,
+		Trust:      p.trust,
+		Transports: o.transports,
+		OnIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.incoming = append(p.incoming, in)
+			return xtls.Decision{Password: p.password, Decline: p.decline}
+		},
+		OnError: func(peer string, err error) {
+			select {
+			case p.errs <- err:
+			default:
+			}
+		},
+		SetupTimeout: 20 * time.Second,
+	}
+	cfg.S5B.Proxies = o.proxies
+	cfg.S5B.ConnectTimeout = 2 * time.Second
+	if o.listener {
+		l, err := socks5.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		cfg.S5B.Listener = l
+	}
+	c, err := xtls.NewClient(p.link, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.client = c
+	t.Cleanup(func() { _ = c.Close() })
+	return p
+}
+
+func (p *party) setPassword(pw string) {
+	p.mu.Lock()
+	p.password = pw
+	p.mu.Unlock()
+}
+
+// checkGoroutines fails the test if goroutines started during it outlive its cleanup.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openAccept runs Open on a towards b and Accept on b concurrently.
+func openAccept(t *testing.T, a, b *party, opts *xtls.OpenOptions) (sa, sb *xtls.Session, err error) {
+	t.Helper()
+	ctx := ctxT(t)
+	type res struct {
+		s   *xtls.Session
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := b.client.Accept(ctx)
+		ch <- res{s, err}
+	}()
+	sa, err = a.client.Open(ctx, b.link.LocalJID(), opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("Accept: %v", r.err)
+	}
+	return sa, r.s, nil
+}
+
+// exchange sends a message each way over the e2e stream and checks content and attribution
+// (XS-12: a stanza without from is the authenticated peer's).
+func exchange(t *testing.T, sa, sb *xtls.Session, body string) {
+	t.Helper()
+	ctx := ctxT(t)
+	if err := sa.Stream.Send(ctx, []byte("<message><body>"+body+"</body></message>")); err != nil {
+		t.Fatalf("send a→b: %v", err)
+	}
+	st, err := sb.Stream.Next(ctx)
+	if err != nil {
+		t.Fatalf("next at b: %v", err)
+	}
+	if st.From != sa.Stream.LocalJID() || !strings.Contains(string(st.Raw), body) {
+		t.Fatalf("b got from=%q %.200s", st.From, st.Raw)
+	}
+	if err := sb.Stream.Send(ctx, []byte("<message><body>re: "+body+"</body></message>")); err != nil {
+		t.Fatalf("send b→a: %v", err)
+	}
+	st, err = sa.Stream.Next(ctx)
+	if err != nil {
+		t.Fatalf("next at a: %v", err)
+	}
+	if st.From != sb.Stream.LocalJID() || !strings.Contains(string(st.Raw), "re: "+body) {
+		t.Fatalf("a got from=%q %.200s", st.From, st.Raw)
+	}
+}
+
+func closePair(t *testing.T, closer, other *xtls.Session) {
+	t.Helper()
+	if err := closer.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case <-other.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer's session did not end after Close")
+	}
+	if err := closer.Err(); err != nil {
+		t.Errorf("closer Err = %v, want nil", err)
+	}
+	if err := other.Err(); err != nil {
+		t.Errorf("peer Err = %v, want nil after an orderly close", err)
+	}
+}
+
+func pinned(t *testing.T, p *party, peer string) []xtls.Pin {
+	t.Helper()
+	bare, _ := xtls.BareJID(peer)
+	pins, err := p.trust.Pins(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pins
+}
+
+// TestXTLSD3_SRPThenX509 (XTLS-D3, XSRP-8, XTLS-18, XS-13, XS-12): first contact with a shared
+// password uses srp and pins both certificates; the second session uses x509 without any
+// password. S5B direct over loopback TCP.
+func TestXTLSD3_SRPThenX509(t *testing.T) {
+	runSRPThenX509(t, 1, false)
+}
+
+// TestXTLSD3_SRPThenX509_Reordered is the same run with stanzas delayed and reordered on the
+// signalling path in both directions (DESIGN "Ordering", GOSRC.md §3.A4).
+func TestXTLSD3_SRPThenX509_Reordered(t *testing.T) {
+	runSRPThenX509(t, 7, true)
+}
+
+func runSRPThenX509(t *testing.T, seed int64, faults bool) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(seed)
+	if faults {
+		f := xmpptest.Faults{Delay: 0.5, MaxDelay: 5 * time.Millisecond}
+		n.SetFaults(romeoJID, julietJID, f)
+		n.SetFaults(julietJID, romeoJID, f)
+	}
+	romeo := newParty(t, n, romeoJID, partyOpts{listener: true})
+	juliet := newParty(t, n, julietJID, partyOpts{listener: true})
+
+	juliet.setPassword("correct horse battery staple")
+	start := time.Now()
+	sa, sb, err := openAccept(t, romeo, juliet, &xtls.OpenOptions{Password: "correct horse battery staple"})
+	if err != nil {
+		t.Fatalf("Open (srp): %v", err)
+	}
+	t.Logf("srp session over %s set up in %v (in-memory signalling, loopback TCP)", sa.Transport, time.Since(start))
+	if sa.Method != xtls.MethodSRP || sb.Method != xtls.MethodSRP {
+		t.Fatalf("methods %q/%q, want srp", sa.Method, sb.Method)
+	}
+	if sa.Transport != xtls.TransportNameS5BDirect || sb.Transport != xtls.TransportNameS5BDirect {
+		t.Fatalf("transports %q/%q, want s5b-direct", sa.Transport, sb.Transport)
+	}
+	if !sa.Pinned || !sb.Pinned {
+		t.Fatalf("pinned %v/%v, want both (XSRP-8)", sa.Pinned, sb.Pinned)
+	}
+	if !sa.PeerFingerprint.Equal(juliet.id.Fingerprint()) || !sb.PeerFingerprint.Equal(romeo.id.Fingerprint()) {
+		t.Fatal("peer fingerprints do not match the identities")
+	}
+	if p := pinned(t, romeo, julietJID); len(p) != 1 || !p[0].Fingerprint.Equal(juliet.id.Fingerprint()) || p[0].Verified != xtls.VerifiedSRP {
+		t.Fatalf("romeo's pins for juliet: %+v", p)
+	}
+	if p := pinned(t, juliet, romeoJID); len(p) != 1 || !p[0].Fingerprint.Equal(romeo.id.Fingerprint()) {
+		t.Fatalf("juliet's pins for romeo: %+v", p)
+	}
+	if sa.Stream.PeerJID() != julietJID || sb.Stream.PeerJID() != romeoJID {
+		t.Fatalf("stream peers %q/%q (XS-13)", sa.Stream.PeerJID(), sb.Stream.PeerJID())
+	}
+	exchange(t, sa, sb, "wherefore art thou")
+	closePair(t, sa, sb)
+
+	// Second session: no password anywhere; x509 with the pins from the first.
+	juliet.setPassword("")
+	start = time.Now()
+	sa, sb, err = openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open (x509): %v", err)
+	}
+	t.Logf("x509 session over %s set up in %v", sa.Transport, time.Since(start))
+	if sa.Method != xtls.MethodX509 || sb.Method != xtls.MethodX509 {
+		t.Fatalf("methods %q/%q, want x509", sa.Method, sb.Method)
+	}
+	if sa.Pinned || sb.Pinned {
+		t.Fatal("x509 session claims to have created a pin")
+	}
+	juliet.mu.Lock()
+	last := juliet.incoming[len(juliet.incoming)-1]
+	juliet.mu.Unlock()
+	if !last.Trusted {
+		t.Fatal("responder did not recognise the pinned initiator (XTLS-12)")
+	}
+	exchange(t, sa, sb, "by any other name")
+	closePair(t, sb, sa) // responder closes this time
+}
+
+// pinEachOther pins both identities manually (as after an out-of-band comparison).
+func pinEachOther(t *testing.T, a, b *party) {
+	t.Helper()
+	now := time.Now()
+	ab, _ := xtls.BareJID(a.link.LocalJID())
+	bb, _ := xtls.BareJID(b.link.LocalJID())
+	if err := a.trust.Pin(bb, b.id.Fingerprint(), xtls.VerifiedManual, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.trust.Pin(ab, a.id.Fingerprint(), xtls.VerifiedManual, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestXS9_X509OverIBB (XS-9, JIBB-2, XTLS-27, XTLS-D4): x509 with manually pinned certificates
+// over the IBB transport only, stanzas both ways, the initiator closes.
+func TestXS9_X509OverIBB(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(2)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	start := time.Now()
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Logf("x509 over IBB (in-memory) set up in %v", time.Since(start))
+	if sa.Method != xtls.MethodX509 || sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB {
+		t.Fatalf("method %q transport %q/%q", sa.Method, sa.Transport, sb.Transport)
+	}
+	exchange(t, sa, sb, "parting is such sweet sorrow")
+	// an IQ through the stream, answered by a handler on the other side
+	remove := sb.Stream.HandleIQ("urn:example:ping", "ping", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		if from != romeoJID {
+			return nil, fmt.Errorf("from %q", from)
+		}
+		return []byte("<pong xmlns='urn:example:ping'/>"), nil
+	})
+	defer remove()
+	res, err := sa.Stream.Request(ctxT(t), "", "get", []byte("<ping xmlns='urn:example:ping'/>"))
+	if err != nil || !strings.Contains(string(res), "pong") {
+		t.Fatalf("IQ in the stream: %q %v", res, err)
+	}
+	closePair(t, sa, sb)
+}
+
+// TestXSRP8_WrongPassword (XSRP-8, XTLS-5): different passwords fail on both sides with
+// <security-error/>, "wrong password or attack", and nothing is pinned.
+func TestXSRP8_WrongPassword(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(3)
+	romeo := newParty(t, n, romeoJID, partyOpts{listener: true})
+	juliet := newParty(t, n, julietJID, partyOpts{listener: true})
+	juliet.setPassword("nightingale")
+	_, err := romeo.client.Open(ctxT(t), julietJID, &xtls.OpenOptions{Password: "lark"})
+	var e *xtls.Error
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+		t.Fatalf("Open = %v, want security-error", err)
+	}
+	if !strings.Contains(e.Text, "wrong password or attack") {
+		t.Errorf("initiator text %q", e.Text)
+	}
+	select {
+	case rerr := <-juliet.errs:
+		if !errors.As(rerr, &e) || e.Condition != jingle.SecurityError {
+			t.Fatalf("responder error = %v, want security-error", rerr)
+		}
+		if !strings.Contains(rerr.Error(), "wrong password or attack") {
+			t.Errorf("responder text %q", rerr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("responder reported no failure")
+	}
+	if p := pinned(t, romeo, julietJID); len(p) != 0 {
+		t.Fatalf("romeo pinned %v after a failed run", p)
+	}
+	if p := pinned(t, juliet, romeoJID); len(p) != 0 {
+		t.Fatalf("juliet pinned %v after a failed run", p)
+	}
+	// SRP-14: an immediate retry is refused locally.
+	if _, err := romeo.client.Open(ctxT(t), julietJID, &xtls.OpenOptions{Password: "lark"}); !errors.Is(err, xtls.ErrBackoff) {
+		t.Fatalf("retry = %v, want ErrBackoff", err)
+	}
+}
+
+// TestXTLSD4_CertificateChanged (XTLS-D4, XTLS-16): romeo has juliet's old certificate pinned;
+// juliet now presents another one. Without a password the session is refused with
+// <security-error/> "certificate … changed" and nothing new is pinned.
+func TestXTLSD4_CertificateChanged(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(4)
+	romeo := newParty(t, n, romeoJID, partyOpts{})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	old := juliet.id.Fingerprint()
+	// juliet's client is replaced by one with a fresh identity (same trust store).
+	_ = juliet.client.Close()
+	newID, err := xtls.NewIdentity(julietJID, xtls.KeyECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link2 := n.Party(julietJID)
+	c2, err := xtls.NewClient(link2, xtls.Config{Identity: newID, Trust: juliet.trust, OnError: func(string, error) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c2.Close() })
+	_, err = romeo.client.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError || !strings.Contains(e.Text, "certificate of juliet@capulet.lit changed") {
+		t.Fatalf("Open = %v, want security-error 'certificate … changed'", err)
+	}
+	if p := pinned(t, romeo, julietJID); len(p) != 1 || !p[0].Fingerprint.Equal(old) {
+		t.Fatalf("pins changed: %+v", p)
+	}
+}
+
+// TestXTLS25_NotSupportedAndDowngrade (XTLS-1, XTLS-2, XTLS-25, J-40): a peer without the XTLS
+// feature is refused before any Jingle; with pins for it, the error names the downgrade.
+func TestXTLS25_NotSupportedAndDowngrade(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(5)
+	romeo := newParty(t, n, romeoJID, partyOpts{})
+	plain := n.Party(julietJID) // answers nothing but disco errors
+	var jingleSeen bool
+	n.Observe(func(s xmpptest.Stanza) {
+		if s.To == julietJID && jingle.Namespace(s.Payload) == jingle.NS {
+			jingleSeen = true
+		}
+	})
+	_ = plain
+	if _, err := romeo.client.Open(ctxT(t), julietJID, nil); !errors.Is(err, xtls.ErrNotSupported) && err == nil {
+		t.Fatalf("Open = %v, want an error", err)
+	}
+	if jingleSeen {
+		t.Fatal("session-initiate sent to a peer without XTLS")
+	}
+}
+
+// TestXTLS20_PubkeysRefusedOnC2S (XTLS-20, J-41): a public key request over the server link is
+// refused with not-acceptable + security-required.
+func TestXTLS20_PubkeysRefusedOnC2S(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(6)
+	_ = newParty(t, n, romeoJID, partyOpts{})
+	mallory := n.Party("mallory@evil.lit/x")
+	_, err := mallory.Request(ctxT(t), romeoJID, "get", []byte("<pubkeys xmlns='urn:xmpp:tmp:pubkey'/>"))
+	var se interface {
+		StanzaError() (typ, condition string, app xml.Name, text string)
+	}
+	if !errors.As(err, &se) {
+		t.Fatalf("pubkeys request over c2s: %v, want a stanza error", err)
+	}
+	_, cond, app, _ := se.StanzaError()
+	if cond != "not-acceptable" || app.Local != "security-required" || app.Space != jingle.NSErrors {
+		t.Fatalf("error %s %v, want not-acceptable + security-required", cond, app)
+	}
+}
+
+// TestJS5B14_FallbackToIBB (JS5B-14, XS-9): every SOCKS5 candidate is unreachable; the initiator
+// replaces the transport with IBB, the responder accepts, and a large stanza arrives intact.
+func TestJS5B14_FallbackToIBB(t *testing.T) {
+	checkGoroutines(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := dead.Addr().(*net.TCPAddr).Port
+	_ = dead.Close()
+	n := xmpptest.NewNetwork(8)
+	var replaced, accepted bool
+	var mu sync.Mutex
+	n.Observe(func(s xmpptest.Stanza) {
+		if j, err := jingle.Parse(s.Payload); err == nil && s.Type == "set" {
+			mu.Lock()
+			replaced = replaced || j.Action == jingle.TransportReplace
+			accepted = accepted || j.Action == jingle.TransportAccept
+			mu.Unlock()
+		}
+	})
+	romeo := newParty(t, n, romeoJID, partyOpts{proxies: []socks5.Streamhost{{JID: "proxy.montague.lit", Host: "127.0.0.1", Port: port}}})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB {
+		t.Fatalf("transports %q/%q, want ibb", sa.Transport, sb.Transport)
+	}
+	mu.Lock()
+	if !replaced || !accepted {
+		t.Errorf("transport-replace seen %v, transport-accept seen %v", replaced, accepted)
+	}
+	mu.Unlock()
+	big := strings.Repeat("0123456789abcdef", 4096) // 64 KiB through TLS over IBB
+	exchange(t, sa, sb, big)
+	closePair(t, sa, sb)
+}
+
+// TestXTLSD3_UnofferedMethodRejected (XTLS-D3, XTLS-17): a raw initiator chooses x509 although
+// the responder offered only srp; the responder ends the session with <security-error/>.
+func TestXTLSD3_UnofferedMethodRejected(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(9)
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	juliet.setPassword("secret")
+	rl := n.Party(romeoJID)
+	m := jingle.NewManager(rl, jingle.Config{})
+	defer m.Close()
+	id, _ := xtls.NewIdentity(romeoJID, xtls.KeyEd25519)
+	sec := &xtls.Security{Fingerprint: id.Fingerprint(), Methods: []string{xtls.MethodX509, xtls.MethodSRP}}
+	ctx := ctxT(t)
+	js, err := m.Initiate(ctx, julietJID, []jingle.Content{{
+		Creator: jingle.CreatorInitiator, Name: "xmlstream",
+		Description: []byte("<description xmlns='" + xtls.NSXMLStream + "'/>"),
+		Transport:   []byte("<transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='s1'/>"),
+		Security:    sec.Element(),
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc jingle.Event
+	for ev := range js.Events() {
+		if ev.Action == jingle.SessionAccept {
+			acc = ev
+			break
+		}
+	}
+	if len(acc.Contents) != 1 {
+		t.Fatalf("no session-accept")
+	}
+	offer, err := xtls.ParseSecurity(acc.Contents[0].Security)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offer.Has(xtls.MethodX509) || !offer.Has(xtls.MethodSRP) || !offer.Fingerprint.IsZero() {
+		t.Fatalf("responder offered %+v; want srp only and no fingerprint (XTLS-13)", offer)
+	}
+	choice := &xtls.Security{Methods: []string{xtls.MethodX509}}
+	_ = js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: "xmlstream", Security: choice.Element()}}, nil)
+	select {
+	case <-js.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("responder did not end the session")
+	}
+	r, byPeer := js.Reason()
+	if !byPeer || r == nil || r.Condition != jingle.SecurityError || !strings.Contains(r.Text, "did not offer") {
+		t.Fatalf("reason %+v byPeer=%v", r, byPeer)
+	}
+	select {
+	case err := <-juliet.errs:
+		if !strings.Contains(err.Error(), "did not offer") {
+			t.Fatalf("responder error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no responder error")
+	}
+}
+
+// TestXTLS15_AcceptWithoutSecurity (XTLS-15 DECIDE): a responder that answers without
+// <security/> gets session-terminate <security-error/>; no stream is opened.
+func TestXTLS15_AcceptWithoutSecurity(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(10)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	jl := n.Party(julietJID)
+	// juliet claims XTLS support in disco but strips <security/> from her answer.
+	removeDisco := disco.Serve(jl, disco.ClientInfo())
+	defer removeDisco()
+	var gotReason chan *jingle.Reason = make(chan *jingle.Reason, 1)
+	m := jingle.NewManager(jl, jingle.Config{Incoming: func(s *jingle.Session) {
+		cs := s.Contents()
+		cs[0].Security = nil
+		_ = s.Accept(context.Background(), cs, nil)
+		<-s.Done()
+		r, _ := s.Reason()
+		gotReason <- r
+	}})
+	defer m.Close()
+	_, err := romeo.client.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+		t.Fatalf("Open = %v, want security-error", err)
+	}
+	select {
+	case r := <-gotReason:
+		if r == nil || r.Condition != jingle.SecurityError {
+			t.Fatalf("responder saw %+v", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no session-terminate")
+	}
+}
+
+// TestXS7_PeerTerminateClosesSession (XS-7): the peer's session-terminate (here: its Client
+// shutting down) ends our session.
+func TestXS7_PeerTerminateClosesSession(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(11)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	sa, _, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = juliet.client.Close()
+	select {
+	case <-sa.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end after the peer's terminate")
+	}
+	if _, err := sa.Stream.Next(ctxT(t)); err == nil {
+		t.Fatal("stream still delivers after the session ended")
+	}
+}
