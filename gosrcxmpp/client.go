@@ -60,9 +60,9 @@ import (
 const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultPingInterval   = 45 * time.Second
-	// PingTimeout bounds the answer to a keep-alive ping; without one the connection is
-	// considered dead and replaced.
-	PingTimeout = 10 * time.Second
+	// DefaultPingTimeout bounds the answer to a keep-alive ping; without one the connection
+	// is considered dead and replaced.
+	DefaultPingTimeout = 10 * time.Second
 	// MaxConcurrentHandlers bounds the handler goroutines of one Client.
 	MaxConcurrentHandlers = 256
 )
@@ -100,6 +100,8 @@ type Config struct {
 	// PingInterval is the period of XEP-0199 pings to the server (default 45 s; negative
 	// disables them). A ping unanswered within PingTimeout replaces the connection.
 	PingInterval time.Duration
+	// PingTimeout bounds the wait for a ping's answer (default 10 s).
+	PingTimeout time.Duration
 	// OnEvent, if set, is called for every change of the connection state, one call at a time
 	// from one goroutine. It must not block for long.
 	OnEvent func(Event)
@@ -198,6 +200,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = DefaultPingTimeout
 	}
 	c := &Client{
 		cfg:    cfg,
@@ -349,7 +354,7 @@ func (c *Client) watch(s *session) {
 			go func() {
 				defer c.wg.Done()
 				defer func() { pingDone <- struct{}{} }()
-				ctx, cancel := context.WithTimeout(c.ctx, PingTimeout)
+				ctx, cancel := context.WithTimeout(c.ctx, c.cfg.PingTimeout)
 				defer cancel()
 				_, err := c.request(ctx, s, "", "get", []byte(`<ping xmlns="urn:xmpp:ping"/>`))
 				var se *StanzaError

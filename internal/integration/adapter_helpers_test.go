@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,6 +169,7 @@ type cutProxy struct {
 
 type proxiedConn struct {
 	client, server net.Conn
+	frozen         atomic.Bool // drop traffic both ways without closing
 	mu             sync.Mutex
 	sent           []byte // client → server bytes (the first 64 KiB)
 }
@@ -214,6 +216,9 @@ func newCutProxy(t testing.TB, target string) *cutProxy {
 							pc.sent = append(pc.sent, buf[:n]...)
 						}
 						pc.mu.Unlock()
+						if pc.frozen.Load() {
+							continue
+						}
 						if _, werr := s.Write(buf[:n]); werr != nil {
 							break
 						}
@@ -227,7 +232,18 @@ func newCutProxy(t testing.TB, target string) *cutProxy {
 			}()
 			go func() {
 				defer p.wg.Done()
-				io.Copy(c, s)
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && !pc.frozen.Load() {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
 				c.Close()
 				s.Close()
 			}()
@@ -250,6 +266,15 @@ func (p *cutProxy) cut() {
 	for _, c := range p.conns {
 		c.client.Close()
 		c.server.Close()
+	}
+}
+
+// freeze silently drops all traffic on the current connections, as a dead network path does.
+func (p *cutProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.frozen.Store(true)
 	}
 }
 

@@ -6,14 +6,18 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/gosrcxmpp"
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
+	"github.com/xtlsjingle/xtlsjingle/testvectors"
 )
 
 const nsTest = "urn:xtlsjingle:test:0"
@@ -365,5 +369,223 @@ func TestAdapterMessages(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%d of %d messages arrived", i, n)
 		}
+	}
+}
+
+// eventRecorder collects a client's connection events.
+type eventRecorder struct {
+	mu     sync.Mutex
+	events []gosrcxmpp.Event
+	ch     chan gosrcxmpp.Event
+}
+
+func newEventRecorder() *eventRecorder { return &eventRecorder{ch: make(chan gosrcxmpp.Event, 64)} }
+
+func (r *eventRecorder) install(cfg *gosrcxmpp.Config) {
+	prev := cfg.OnEvent
+	cfg.OnEvent = func(e gosrcxmpp.Event) {
+		if prev != nil {
+			prev(e)
+		}
+		r.mu.Lock()
+		r.events = append(r.events, e)
+		r.mu.Unlock()
+		select {
+		case r.ch <- e:
+		default:
+		}
+	}
+}
+
+func (r *eventRecorder) count(k gosrcxmpp.EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor returns the next event of kind k, or fails after d.
+func (r *eventRecorder) waitFor(t testing.TB, k gosrcxmpp.EventKind, d time.Duration) gosrcxmpp.Event {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-r.ch:
+			if e.Kind == k {
+				return e
+			}
+		case <-timer.C:
+			t.Fatalf("no %s event within %v", k, d)
+		}
+	}
+}
+
+// TestAdapterHostileStanzas (GOSRC.md §3.B1, B3, B4, A3): every stanza of
+// testvectors/gosrcxmpp, sent raw by a third account, leaves the victim connected (no
+// Disconnected event, same JID) and answering; a prefixed payload reaches the handler with
+// explicit namespaces.
+func TestAdapterHostileStanzas(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	rec := newEventRecorder()
+	victim := dialAccount(t, srv, "v", rec.install)
+	a := dialAccount(t, srv, "", nil)
+	attacker := dialRaw(t, srv)
+	payloads := make(chan []byte, 16)
+	victim.HandleIQ(nsTest, "echo", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		if from == attacker.jid {
+			payloads <- payload
+		}
+		return payload, nil
+	})
+	victimJID := victim.LocalJID()
+	files, err := fs.Glob(testvectors.FS, "gosrcxmpp/*.xml")
+	if err != nil || len(files) < 10 {
+		t.Fatalf("vectors: %v %v", files, err)
+	}
+	deep := `<iq type="set" id="deep" to="victim@localhost/v"><echo xmlns="` + nsTest + `">` +
+		strings.Repeat("<x>", 100) + strings.Repeat("</x>", 100) + `</echo></iq>`
+	vectors := map[string]string{"generated: 100 levels of nesting": deep}
+	for _, f := range files {
+		b, err := fs.ReadFile(testvectors.FS, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vectors[f] = string(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for name, v := range vectors {
+		attacker.send(t, strings.ReplaceAll(v, "victim@localhost/v", victimJID))
+		p := fmt.Sprintf(`<echo xmlns="%s" after="%s"/>`, nsTest, strings.ReplaceAll(path.Base(name), ":", ""))
+		if _, err := a.Request(ctx, victimJID, "get", []byte(p)); err != nil {
+			t.Fatalf("after %s: victim does not answer: %v", name, err)
+		}
+		if strings.Contains(name, "GOSRC-B3") {
+			select {
+			case got := <-payloads:
+				want := `<echo xmlns="` + nsTest + `" a0:a="1" xmlns:a0="urn:example:q"><inner></inner></echo>`
+				if string(got) != want {
+					t.Errorf("prefixed payload reached the handler as\n%s\nwant\n%s", got, want)
+				}
+			case <-ctx.Done():
+				t.Fatal("prefixed payload did not reach the handler")
+			}
+		}
+	}
+	if n := rec.count(gosrcxmpp.Disconnected); n != 0 || victim.LocalJID() != victimJID {
+		t.Fatalf("victim was disconnected %d times (JID %q → %q)", n, victimJID, victim.LocalJID())
+	}
+}
+
+// checkTLSBeforeAuth asserts what a connection's client sent in clear: the STARTTLS request
+// followed directly by a TLS handshake record, and never <auth or the PLAIN mechanism.
+func checkTLSBeforeAuth(t testing.TB, i int, sent []byte) {
+	t.Helper()
+	st := bytes.Index(sent, []byte("<starttls"))
+	if st < 0 {
+		t.Fatalf("connection %d: no STARTTLS in %q", i, sent)
+	}
+	end := bytes.Index(sent[st:], []byte("/>"))
+	if end < 0 {
+		t.Fatalf("connection %d: STARTTLS element not closed", i)
+	}
+	end += st + 2
+	if bytes.Contains(sent[:end], []byte("<auth")) {
+		t.Fatalf("connection %d: <auth before STARTTLS", i)
+	}
+	rest := sent[end:]
+	if len(rest) < 3 || rest[0] != 0x16 || rest[1] != 0x03 {
+		t.Fatalf("connection %d: no TLS handshake record right after STARTTLS: % x", i, rest[:min(len(rest), 8)])
+	}
+	if bytes.Contains(sent, []byte("<auth")) || bytes.Contains(sent, []byte("mechanism=")) {
+		t.Fatalf("connection %d: SASL visible in clear", i)
+	}
+}
+
+// TestAdapterReconnectAfterDrop: cutting the TCP connection makes the client build a new
+// session, which negotiates TLS before any authentication, and answers again. The time from
+// the cut to the Reconnected event and to the first answered request is logged.
+func TestAdapterReconnectAfterDrop(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	proxy := newCutProxy(t, srv.Addr)
+	rec := newEventRecorder()
+	victim := dialAccount(t, srv, "v", func(c *gosrcxmpp.Config) {
+		c.Address = proxy.addr()
+		rec.install(c)
+	})
+	echo(victim)
+	a := dialAccount(t, srv, "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := a.Request(ctx, victim.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 3
+	for r := 0; r < rounds; r++ {
+		start := time.Now()
+		proxy.cut()
+		rec.waitFor(t, gosrcxmpp.Disconnected, 10*time.Second)
+		e := rec.waitFor(t, gosrcxmpp.Reconnected, 20*time.Second)
+		toEvent := time.Since(start)
+		var answered time.Duration
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := a.Request(rctx, victim.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`))
+			rcancel()
+			if err == nil {
+				answered = time.Since(start)
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: victim never answered again: %v", r, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("round %d: reconnected as %s after %v (%d attempts), answering after %v", r, e.JID, toEvent, e.Attempts, answered)
+	}
+	conns := proxy.connections()
+	if len(conns) != rounds+1 {
+		t.Fatalf("%d connections through the proxy, want %d", len(conns), rounds+1)
+	}
+	for i, c := range conns {
+		checkTLSBeforeAuth(t, i, c.clientBytes())
+	}
+}
+
+// TestAdapterPingDetectsDeadPath: when the network path silently drops everything, the
+// XEP-0199 keep-alive ping times out and the client reconnects.
+func TestAdapterPingDetectsDeadPath(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	proxy := newCutProxy(t, srv.Addr)
+	rec := newEventRecorder()
+	victim := dialAccount(t, srv, "v", func(c *gosrcxmpp.Config) {
+		c.Address = proxy.addr()
+		c.PingInterval = 200 * time.Millisecond
+		c.PingTimeout = time.Second
+		rec.install(c)
+	})
+	echo(victim)
+	start := time.Now()
+	proxy.freeze()
+	e := rec.waitFor(t, gosrcxmpp.Disconnected, 10*time.Second)
+	if e.Err == nil || !strings.Contains(e.Err.Error(), "ping") {
+		t.Errorf("disconnect reason %v, want the keep-alive ping", e.Err)
+	}
+	rec.waitFor(t, gosrcxmpp.Reconnected, 20*time.Second)
+	t.Logf("dead path detected and replaced after %v", time.Since(start))
+	a := dialAccount(t, srv, "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Request(ctx, victim.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+		t.Fatalf("after reconnect: %v", err)
+	}
+	for i, c := range proxy.connections() {
+		checkTLSBeforeAuth(t, i, c.clientBytes())
 	}
 }
