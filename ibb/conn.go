@@ -64,6 +64,8 @@ type Conn struct {
 	room        chan struct{} // closed when next advanced or the reader consumed blocks
 	gapTimer    *time.Timer
 	gapGen      uint64
+	received    uint64 // blocks accepted
+	viaMessage  bool   // some block came in a message stanza
 	localClosed bool
 	finished    bool
 	rerr        error         // returned by Read once ready is drained
@@ -343,6 +345,10 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 	}
 	c.ooo[seq] = payload
 	c.oooBytes += len(payload)
+	c.received++
+	if !iq {
+		c.viaMessage = true
+	}
 	advanced := false
 	for {
 		p, ok := c.ooo[c.next]
@@ -458,8 +464,36 @@ func (c *Conn) fail(err error, sendClose bool) {
 	}
 }
 
+// Message-stanza data has no acks, so the peer's <close/> can overtake its last blocks
+// (GOSRC.md §3.A4): before ending such a stream the receiver lingers until no block arrived
+// for closeQuiet, at most closeLinger.
+const (
+	closeQuiet  = 100 * time.Millisecond
+	closeLinger = 2 * time.Second
+)
+
 // remoteClose handles the peer's <close/> (IBB-15, IBB-16).
 func (c *Conn) remoteClose() {
+	c.mu.Lock()
+	lingering := c.viaMessage || c.stanza == StanzaMessage
+	c.mu.Unlock()
+	for end := time.Now().Add(closeLinger); lingering && time.Now().Before(end); {
+		c.mu.Lock()
+		before := c.received
+		c.mu.Unlock()
+		select {
+		case <-time.After(closeQuiet):
+		case <-c.closedCh:
+		case <-c.doneCh:
+		}
+		c.mu.Lock()
+		quiet := c.received == before && len(c.ooo) == 0
+		stop := c.localClosed || c.finished
+		c.mu.Unlock()
+		if quiet || stop {
+			break
+		}
+	}
 	c.mu.Lock()
 	rerr := error(io.EOF)
 	if len(c.ooo) > 0 {
