@@ -202,19 +202,13 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 	err = c.secure(ctx, s, conn, method, d.Password)
 	stop()
 	if err != nil {
-		e := asErr(s.Peer, err)
-		if js.State() == jingle.StateEnded {
-			if r, byPeer := js.Reason(); byPeer && r != nil {
-				if r.Text != "" {
-					e.Text += " (peer: " + r.Text + ")"
-				}
-				if leap {
-					_ = c.cfg.Trust.Unpin(bare, offer.Fingerprint)
-				}
-				return e
+		if e := peerVerdict(s, err); e != nil {
+			if leap {
+				_ = c.cfg.Trust.Unpin(bare, offer.Fingerprint)
 			}
+			return e
 		}
-		return fail(e)
+		return fail(asErr(s.Peer, err))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"time"
@@ -55,10 +56,14 @@ func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Ses
 
 	// 1. XTLS-2: discover support first.
 	info, err := c.caps.Info(ctx, c.link, peer)
-	if err != nil {
+	var se interface {
+		StanzaError() (typ, condition string, app xml.Name, text string)
+	}
+	if err != nil && !errors.As(err, &se) {
 		return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
 	}
-	if !info.Supports(NS) || !info.Supports(NSXMLStream) {
+	// A peer that refuses disco#info (a stanza error) does not advertise XTLS either.
+	if err != nil || !info.Supports(NS) || !info.Supports(NSXMLStream) {
 		pins, perr := c.cfg.Trust.Pins(bare)
 		if perr == nil && len(pins) > 0 {
 			return nil, fmt.Errorf("%w: %s", ErrDowngrade, peer)
@@ -199,17 +204,12 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 	err = c.secure(ctx, s, conn, method, password)
 	stop()
 	if err != nil {
-		if js.State() == jingle.StateEnded {
-			if r, byPeer := js.Reason(); byPeer && r != nil {
-				e := asErr(s.Peer, err)
-				if r.Text != "" {
-					e.Text += " (peer: " + r.Text + ")"
-				}
-				if leap {
-					_ = c.cfg.Trust.Unpin(bare, theirs.Fingerprint)
-				}
-				return e
+		if e := peerVerdict(s, err); e != nil {
+			if leap {
+				_ = c.cfg.Trust.Unpin(bare, theirs.Fingerprint)
+				s.Pinned = false
 			}
+			return e
 		}
 		return fail(asErr(s.Peer, err))
 	}
@@ -223,4 +223,26 @@ func asErr(peer string, err error) *Error {
 		return e
 	}
 	return &Error{Peer: peer, Condition: jingle.GeneralError, Text: err.Error(), Err: err}
+}
+
+// peerVerdict returns the peer's reason when the peer ended the session because of a failure
+// that we only saw as a broken bytestream or TLS alert (the peer knows why, e.g. it rejected our
+// certificate, GO-7). Unless our own error is a clear verdict (pin mismatch, XSRP failure), it
+// waits briefly for the peer's session-terminate. It returns nil when the peer did not end the
+// session.
+func peerVerdict(s *Session, err error) *Error {
+	var pe *PinError
+	if !errors.As(err, &pe) && !errors.Is(err, ErrXSRPFailed) {
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-s.js.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	r, byPeer := s.js.Reason()
+	if !byPeer || r == nil {
+		return nil
+	}
+	return &Error{Peer: s.Peer, Condition: r.Condition, Text: r.Text, Remote: true, Err: err}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -399,22 +400,41 @@ func TestXTLSD4_CertificateChanged(t *testing.T) {
 }
 
 // TestXTLS25_NotSupportedAndDowngrade (XTLS-1, XTLS-2, XTLS-25, J-40): a peer without the XTLS
-// feature is refused before any Jingle; with pins for it, the error names the downgrade.
+// feature is refused before any Jingle; once certificates of it are pinned, the error names the
+// possible downgrade.
 func TestXTLS25_NotSupportedAndDowngrade(t *testing.T) {
 	checkGoroutines(t)
 	n := xmpptest.NewNetwork(5)
 	romeo := newParty(t, n, romeoJID, partyOpts{})
-	plain := n.Party(julietJID) // answers nothing but disco errors
-	var jingleSeen bool
+	plain := n.Party(julietJID)
+	info := disco.ClientInfo()
+	info.Features = slices.DeleteFunc(info.Features, func(f string) bool { return f == xtls.NS })
+	defer disco.Serve(plain, info)()
+	var mu sync.Mutex
+	jingleSeen := false
 	n.Observe(func(s xmpptest.Stanza) {
 		if s.To == julietJID && jingle.Namespace(s.Payload) == jingle.NS {
+			mu.Lock()
 			jingleSeen = true
+			mu.Unlock()
 		}
 	})
-	_ = plain
-	if _, err := romeo.client.Open(ctxT(t), julietJID, nil); !errors.Is(err, xtls.ErrNotSupported) && err == nil {
-		t.Fatalf("Open = %v, want an error", err)
+	if _, err := romeo.client.Open(ctxT(t), julietJID, nil); !errors.Is(err, xtls.ErrNotSupported) {
+		t.Fatalf("Open = %v, want ErrNotSupported", err)
 	}
+	other, _ := xtls.NewIdentity(julietJID, xtls.KeyEd25519)
+	if err := romeo.trust.Pin("juliet@capulet.lit", other.Fingerprint(), xtls.VerifiedSRP, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := romeo.client.Open(ctxT(t), julietJID, nil); !errors.Is(err, xtls.ErrDowngrade) {
+		t.Fatalf("Open = %v, want ErrDowngrade", err)
+	}
+	// A peer that does not answer disco#info at all is not supported either.
+	if _, err := romeo.client.Open(ctxT(t), "nobody@capulet.lit/x", nil); !errors.Is(err, xtls.ErrNotSupported) {
+		t.Fatalf("Open to a silent peer = %v, want ErrNotSupported", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
 	if jingleSeen {
 		t.Fatal("session-initiate sent to a peer without XTLS")
 	}
@@ -596,5 +616,103 @@ func TestXS7_PeerTerminateClosesSession(t *testing.T) {
 	}
 	if _, err := sa.Stream.Next(ctxT(t)); err == nil {
 		t.Fatal("stream still delivers after the session ended")
+	}
+}
+
+// rewriteLink is a server in the middle: it rewrites the IQ payloads its party sends.
+type rewriteLink struct {
+	*xmpptest.Party
+	from, to string
+}
+
+func (l *rewriteLink) Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error) {
+	return l.Party.Request(ctx, to, typ, []byte(strings.ReplaceAll(string(payload), l.from, l.to)))
+}
+
+// TestXTLSD4_SwappedFingerprint (XTLS-D4, XTLS-5, GO-5): a malicious server replaces juliet's
+// new fingerprint in session-accept by the old one romeo has pinned. The hint says "pinned", so
+// x509 is chosen, but the certificate presented in TLS is checked against the pins and the
+// session ends with <security-error/> "certificate … changed" on both sides.
+func TestXTLSD4_SwappedFingerprint(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(12)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	oldJuliet, _ := xtls.NewIdentity(julietJID, xtls.KeyEd25519)
+	newJuliet, _ := xtls.NewIdentity(julietJID, xtls.KeyEd25519)
+	now := time.Now()
+	if err := romeo.trust.Pin("juliet@capulet.lit", oldJuliet.Fingerprint(), xtls.VerifiedSRP, now); err != nil {
+		t.Fatal(err)
+	}
+	jtrust := xtls.NewMemoryStore()
+	if err := jtrust.Pin("romeo@montague.lit", romeo.id.Fingerprint(), xtls.VerifiedSRP, now); err != nil {
+		t.Fatal(err)
+	}
+	link := &rewriteLink{Party: n.Party(julietJID), from: newJuliet.Fingerprint().String(), to: oldJuliet.Fingerprint().String()}
+	errs := make(chan error, 1)
+	jc, err := xtls.NewClient(link, xtls.Config{Identity: newJuliet, Trust: jtrust, OnError: func(_ string, err error) { errs <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jc.Close()
+	_, err = romeo.client.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	var pe *xtls.PinError
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError || !errors.As(err, &pe) || !pe.Changed ||
+		!strings.Contains(e.Text, "certificate of juliet@capulet.lit changed") {
+		t.Fatalf("Open = %v, want security-error from the pin check", err)
+	}
+	select {
+	case err := <-errs:
+		if !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+			t.Fatalf("responder error %v, want security-error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("responder reported no failure")
+	}
+	if p := pinned(t, romeo, julietJID); len(p) != 1 || !p[0].Fingerprint.Equal(oldJuliet.Fingerprint()) {
+		t.Fatalf("romeo's pins changed: %+v", p)
+	}
+}
+
+// TestGO7_ResponderRejectsInitiatorCert (GO-7, XTLS-D4, XTLS-4): a malicious server replaces
+// romeo's new fingerprint in session-initiate by the old one juliet has pinned. Romeo's TLS
+// handshake returns before juliet checked his certificate; he must not consider the session
+// secured until he read juliet's stream header, which never comes: both sides fail with
+// <security-error/> and no stream is returned.
+func TestGO7_ResponderRejectsInitiatorCert(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(13)
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	oldRomeo, _ := xtls.NewIdentity(romeoJID, xtls.KeyEd25519)
+	newRomeo, _ := xtls.NewIdentity(romeoJID, xtls.KeyEd25519)
+	now := time.Now()
+	if err := juliet.trust.Pin("romeo@montague.lit", oldRomeo.Fingerprint(), xtls.VerifiedSRP, now); err != nil {
+		t.Fatal(err)
+	}
+	rtrust := xtls.NewMemoryStore()
+	if err := rtrust.Pin("juliet@capulet.lit", juliet.id.Fingerprint(), xtls.VerifiedSRP, now); err != nil {
+		t.Fatal(err)
+	}
+	link := &rewriteLink{Party: n.Party(romeoJID), from: newRomeo.Fingerprint().String(), to: oldRomeo.Fingerprint().String()}
+	rc, err := xtls.NewClient(link, xtls.Config{Identity: newRomeo, Trust: rtrust, Transports: xtls.TransportIBB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	s, err := rc.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	if s != nil || !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+		t.Fatalf("Open = %v, %v; want security-error", s, err)
+	}
+	t.Logf("initiator: %v", err)
+	select {
+	case err := <-juliet.errs:
+		var pe *xtls.PinError
+		if !errors.As(err, &pe) || !pe.Changed {
+			t.Fatalf("responder error %v, want a changed-certificate PinError", err)
+		}
+		t.Logf("responder: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("responder reported no failure")
 	}
 }
