@@ -45,9 +45,16 @@ type TrustStore interface {
 	// Pin adds fp for peer, or, when it is pinned already, updates its LastSeen and upgrades a
 	// leap-of-faith pin to how when how is a verification. FirstSeen is kept.
 	Pin(peer string, fp Fingerprint, how Verification, now time.Time) error
+	// Seen records that peer presented the pinned fp now (after a successful x509 session):
+	// it updates LastSeen only, never the verification. It returns an error wrapping
+	// ErrNotPinned when fp is not pinned for peer.
+	Seen(peer string, fp Fingerprint, now time.Time) error
 	// Unpin removes fp from peer's pins; removing an absent pin is not an error.
 	Unpin(peer string, fp Fingerprint) error
 }
+
+// ErrNotPinned is returned by TrustStore.Seen for a fingerprint that is not pinned.
+var ErrNotPinned = errors.New("xtls: fingerprint not pinned")
 
 // Limits of a trust store.
 const (
@@ -70,7 +77,7 @@ func (s pinSet) pins(peer string) ([]Pin, error) {
 	return append([]Pin(nil), s[bare]...), nil
 }
 
-// pin applies TrustStore.Pin; it reports whether anything changed.
+// pin applies TrustStore.Pin.
 func (s pinSet) pin(peer string, fp Fingerprint, how Verification, now time.Time) error {
 	bare, err := BareJID(peer)
 	if err != nil {
@@ -103,6 +110,24 @@ func (s pinSet) pin(peer string, fp Fingerprint, how Verification, now time.Time
 	}
 	s[bare] = append(pins, Pin{Fingerprint: fp, Verified: how, FirstSeen: now, LastSeen: now})
 	return nil
+}
+
+func (s pinSet) seen(peer string, fp Fingerprint, now time.Time) error {
+	bare, err := BareJID(peer)
+	if err != nil {
+		return err
+	}
+	now = now.UTC().Truncate(time.Second)
+	pins := s[bare]
+	for i := range pins {
+		if pins[i].Fingerprint.Equal(fp) {
+			if now.After(pins[i].LastSeen) {
+				pins[i].LastSeen = now
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s for %s", ErrNotPinned, fp.NI(), bare)
 }
 
 func (s pinSet) unpin(peer string, fp Fingerprint) error {
@@ -154,6 +179,13 @@ func (m *MemoryStore) Pin(peer string, fp Fingerprint, how Verification, now tim
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.set.pin(peer, fp, how, now)
+}
+
+// Seen implements TrustStore.
+func (m *MemoryStore) Seen(peer string, fp Fingerprint, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.set.seen(peer, fp, now)
 }
 
 // Unpin implements TrustStore.
@@ -213,6 +245,11 @@ func (s *FileStore) Pins(peer string) ([]Pin, error) {
 // Pin implements TrustStore; the change is on disk when Pin returns nil.
 func (s *FileStore) Pin(peer string, fp Fingerprint, how Verification, now time.Time) error {
 	return s.update(func(set pinSet) error { return set.pin(peer, fp, how, now) })
+}
+
+// Seen implements TrustStore; the change is on disk when Seen returns nil.
+func (s *FileStore) Seen(peer string, fp Fingerprint, now time.Time) error {
+	return s.update(func(set pinSet) error { return set.seen(peer, fp, now) })
 }
 
 // Unpin implements TrustStore; the change is on disk when Unpin returns nil.

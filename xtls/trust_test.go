@@ -75,6 +75,22 @@ func TestXTLS_D2_FileStore(t *testing.T) {
 	if pins, _ := s2.Pins("juliet@capulet.lit"); pinOf(pins, fp1).Verified != VerifiedSRP {
 		t.Error("pin downgraded")
 	}
+	// Seen updates LastSeen only and never changes the verification.
+	if err := s2.Pin("juliet@capulet.lit/x", FingerprintOf([]byte("lof")), LeapOfFaith, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Seen("juliet@capulet.lit", FingerprintOf([]byte("lof")), t0.Add(5*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if p := pinOf(mustPins(t, s2, "juliet@capulet.lit"), FingerprintOf([]byte("lof"))); p.Verified != LeapOfFaith || !p.LastSeen.Equal(t0.Add(5*time.Hour)) || !p.FirstSeen.Equal(t0) {
+		t.Errorf("after Seen: %+v", p)
+	}
+	if err := s2.Seen("juliet@capulet.lit", FingerprintOf([]byte("never")), t0); !errors.Is(err, ErrNotPinned) {
+		t.Errorf("Seen of an unpinned fingerprint: %v", err)
+	}
+	if err := s2.Unpin("juliet@capulet.lit", FingerprintOf([]byte("lof"))); err != nil {
+		t.Fatal(err)
+	}
 	if err := s2.Unpin("juliet@capulet.lit", fp1); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +111,15 @@ func TestXTLS_D2_FileStore(t *testing.T) {
 	if err := s3.Pin("juliet@capulet.lit", fp1, "trust-me", t0); err == nil {
 		t.Error("unknown verification accepted")
 	}
+}
+
+func mustPins(t *testing.T, s TrustStore, peer string) []Pin {
+	t.Helper()
+	pins, err := s.Pins(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pins
 }
 
 func pinOf(pins []Pin, fp Fingerprint) Pin {
