@@ -213,3 +213,41 @@ func TestIBB20_DeadlinesAndClose(t *testing.T) {
 		t.Fatalf("Read after Close: %v; want net.ErrClosed", err)
 	}
 }
+
+// IBB-10, IBB-20: the sender never has more than Config.Window data IQs unacknowledged
+// (counted on the wire, with delays that keep acks late).
+func TestIBB10_WindowBound(t *testing.T) {
+	const win = 3
+	w := newWorld(t, 4, &ibb.Config{Window: win}, nil)
+	var mu sync.Mutex
+	outstanding, peak := 0, 0
+	dataIDs := map[string]bool{}
+	w.net.Observe(func(s xmpptest.Stanza) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case s.From == romeoJID && s.Type == "set" && strings.HasPrefix(string(s.Payload), "<data "):
+			dataIDs[s.ID] = true
+			outstanding++
+			peak = max(peak, outstanding)
+		case s.From == julietJID && (s.Type == "result" || s.Type == "error") && dataIDs[s.ID]:
+			outstanding--
+		}
+	})
+	a, b := w.pair(t, "win", 512)
+	w.net.SetFaults("", "", xmpptest.Faults{Delay: 0.5, MaxDelay: 2 * time.Millisecond})
+	data := randomBytes(4, 200<<10)
+	got, werr, rerr := transfer(a, b, data)
+	if werr != nil || rerr != nil {
+		t.Fatalf("write %v, read %v", werr, rerr)
+	}
+	sameBytes(t, data, got)
+	mu.Lock()
+	defer mu.Unlock()
+	if peak > win {
+		t.Fatalf("%d data IQs unacknowledged at once; window is %d", peak, win)
+	}
+	if peak < 2 {
+		t.Fatalf("peak %d: the window was never used", peak)
+	}
+}
