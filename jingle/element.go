@@ -63,6 +63,8 @@ func fromTree(root *node) (*Jingle, error) {
 			}
 		case k.name.Space == NS:
 			return nil, badRequest("unknown element <" + k.name.Local + "/> in jingle")
+		case k.name.Space == "":
+			return nil, badRequest("payload element without namespace")
 		default:
 			if j.Info != nil {
 				return nil, badRequest("more than one payload element")
@@ -157,6 +159,8 @@ func reasonFromTree(n *node) (*Reason, error) {
 				}
 				r.AlternativeSID = t
 			}
+		case k.name.Space == "":
+			return nil, badRequest("reason element without namespace")
 		default:
 			if r.Extra != nil {
 				return nil, badRequest("more than one extra element in reason")
@@ -251,6 +255,9 @@ func (j *Jingle) check() error {
 	return nil
 }
 
+// errTooLarge: the canonical form of an element is larger than the decoder accepts.
+var errTooLarge = errors.New("jingle: element too large")
+
 // Marshal encodes j. It applies the same rules as Parse, so it never produces an element that
 // Parse rejects; raw children (Content.Description etc., Jingle.Info, Reason.Extra) must each be
 // one well-formed element in a namespace other than Jingle's and are written canonically.
@@ -318,7 +325,7 @@ func (j *Jingle) Marshal() ([]byte, error) {
 	}
 	b.WriteString("</jingle>")
 	if b.Len() > maxPayload {
-		return nil, errors.New("jingle: element too large")
+		return nil, errTooLarge
 	}
 	return b.Bytes(), nil
 }

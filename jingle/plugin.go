@@ -27,6 +27,16 @@ import (
 //     candidate-error), after which the initiator may replace it (transport-replace, JS5B-14).
 //  4. Close releases everything not handed out by Establish (listeners, losing connections).
 //     It is safe to call more than once and concurrently with Establish, which it unblocks.
+//
+// How the jingle package drives it: a Transport is bound to a content with the transports
+// argument of Manager.Initiate or Session.Accept, or with Session.Bind (e.g. before sending or
+// accepting transport-replace). The manager then calls HandleAccept with the peer's
+// <transport/> from session-accept (initiator side) or transport-accept (the side that sent
+// transport-replace), and HandleInfo for each transport-info of that content; both run on the
+// session's serial executor, so they must return promptly and must not wait for another Jingle
+// action of the same session (Establish may). Session.Establish calls Establish with a sendInfo
+// that sends transport-info for the content. The manager calls Close when the content is
+// removed or rejected, when another Transport is bound to it, and when the session ends.
 type Transport interface {
 	// Namespace returns the namespace of the <transport/> element, e.g.
 	// "urn:xmpp:jingle:transports:ibb:1".

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -62,7 +63,13 @@ func parseTree(b []byte) (*node, error) {
 		raw    xml.Name
 		ns     map[string]string // prefix ("" = default) → namespace declared on this element
 		textN  int
-		parent int
+		text   []byte // character data not yet added to n.items
+	}
+	flush := func(f *frame) {
+		if len(f.text) > 0 {
+			f.n.items = append(f.n.items, item{text: string(f.text)})
+			f.text = f.text[:0]
+		}
 	}
 	var stack []frame
 	var root *node
@@ -101,7 +108,9 @@ func parseTree(b []byte) (*node, error) {
 			if len(stack)+1 > maxDepth {
 				return nil, badRequest("elements nested too deeply")
 			}
-			if len(t.Attr) > maxAttrs {
+			// maxAttrs attributes plus as many namespace declarations (and a default one):
+			// what the canonical form of an accepted element needs at most.
+			if len(t.Attr) > 2*maxAttrs+1 {
 				return nil, badRequest("too many attributes")
 			}
 			var decl map[string]string
@@ -140,6 +149,9 @@ func parseTree(b []byte) (*node, error) {
 				return nil, badRequest("undeclared namespace prefix " + t.Name.Space)
 			}
 			n := &node{name: xml.Name{Space: space, Local: t.Name.Local}}
+			if len(t.Attr)-len(decl) > maxAttrs {
+				return nil, badRequest("too many attributes")
+			}
 			for _, a := range t.Attr {
 				var name xml.Name
 				switch {
@@ -166,14 +178,16 @@ func parseTree(b []byte) (*node, error) {
 			if len(stack) == 1 {
 				root = n
 			} else {
-				p := stack[len(stack)-2].n
-				p.items = append(p.items, item{el: n})
+				pf := &stack[len(stack)-2]
+				flush(pf)
+				pf.n.items = append(pf.n.items, item{el: n})
 			}
 			stack[len(stack)-1].n = n
 		case xml.EndElement:
 			if len(stack) == 0 || stack[len(stack)-1].raw != t.Name {
 				return nil, badRequest("mismatched end element")
 			}
+			flush(&stack[len(stack)-1])
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
 			if len(stack) == 0 {
@@ -190,11 +204,7 @@ func parseTree(b []byte) (*node, error) {
 			if !utf8.Valid(t) {
 				return nil, badRequest("invalid UTF-8")
 			}
-			if k := len(f.n.items); k > 0 && f.n.items[k-1].el == nil {
-				f.n.items[k-1].text += string(t)
-			} else {
-				f.n.items = append(f.n.items, item{text: string(t)})
-			}
+			f.text = append(f.text, t...)
 		case xml.Comment, xml.ProcInst, xml.Directive:
 			return nil, badRequest("comments, processing instructions and DTDs are not allowed")
 		}
@@ -245,7 +255,7 @@ func writeNode(b *bytes.Buffer, n *node, parentNS string) {
 		escapeAttr(b, n.name.Space)
 		b.WriteByte('\'')
 	}
-	prefixes := 0
+	var prefixes []string // namespaces of attributes, in order of first use: ns0, ns1, …
 	for _, a := range n.attrs {
 		b.WriteByte(' ')
 		switch a.Name.Space {
@@ -253,11 +263,18 @@ func writeNode(b *bytes.Buffer, n *node, parentNS string) {
 		case nsXML:
 			b.WriteString("xml:")
 		default:
-			p := "ns" + strconv.Itoa(prefixes)
-			prefixes++
-			b.WriteString("xmlns:" + p + "='")
-			escapeAttr(b, a.Name.Space)
-			b.WriteString("' " + p + ":")
+			i := slices.Index(prefixes, a.Name.Space)
+			if i < 0 {
+				i = len(prefixes)
+			}
+			p := "ns" + strconv.Itoa(i)
+			if i == len(prefixes) {
+				prefixes = append(prefixes, a.Name.Space)
+				b.WriteString("xmlns:" + p + "='")
+				escapeAttr(b, a.Name.Space)
+				b.WriteString("' ")
+			}
+			b.WriteString(p + ":")
 		}
 		b.WriteString(a.Name.Local)
 		b.WriteString("='")
