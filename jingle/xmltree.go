@@ -59,11 +59,11 @@ func parseTree(b []byte) (*node, error) {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
 	type frame struct {
-		n      *node
-		raw    xml.Name
-		ns     map[string]string // prefix ("" = default) → namespace declared on this element
-		textN  int
-		text   []byte // character data not yet added to n.items
+		n     *node
+		raw   xml.Name
+		ns    map[string]string // prefix ("" = default) → namespace declared on this element
+		textN int
+		text  []byte // character data not yet added to n.items
 	}
 	flush := func(f *frame) {
 		if len(f.text) > 0 {
