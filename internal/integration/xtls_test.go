@@ -239,8 +239,11 @@ func TestXTLSProsodyS5BDirect(t *testing.T) {
 func TestXTLSProsodyS5BProxy(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	probe := dialAccount(t, srv, "probe", nil)
-	proxy := discoverProxy(t, srv, probe)
-	runXTLSProsody(t, xtlsOpts{proxies: []socks5.Streamhost{proxy}}, xtlsOpts{}, xtls.TransportNameS5BProxy)
+	proxies, err := socks5.DiscoverProxies(t.Context(), probe, srv.Domain, nil) // S5B-2
+	if err != nil || len(proxies) != 1 || proxies[0].JID != srv.ProxyJID {
+		t.Fatalf("proxy discovery: %+v %v", proxies, err)
+	}
+	runXTLSProsody(t, xtlsOpts{proxies: proxies}, xtlsOpts{}, xtls.TransportNameS5BProxy)
 }
 
 // TestXTLSProsodyIBB: srp then x509 over in-band bytestreams through Prosody.
