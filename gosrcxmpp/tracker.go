@@ -137,8 +137,8 @@ func splitJID(j string) (node, domain, resource string, err error) {
 	node, domain, hasNode := strings.Cut(bare, "@")
 	if !hasNode {
 		node, domain = "", bare
-	} else if node == "" {
-		return "", "", "", errors.New("empty node")
+	} else if node == "" || strings.ContainsAny(node, "\"&'/:<>@ \t\r\n") {
+		return "", "", "", errors.New("bad node")
 	}
 	if domain == "" || strings.ContainsAny(domain, "@/ ") || len(j) > 3071 {
 		return "", "", "", errors.New("bad domain")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -136,6 +137,9 @@ func readStanza(d *xml.Decoder, start xml.StartElement) (*inStanza, error) {
 			}
 			depth--
 			if depth == 0 {
+				if w.bad {
+					s.invalid = errors.New("gosrcxmpp: invalid XML name in stanza")
+				}
 				if s.invalid == nil && !isErr {
 					s.children = append(s.children, child{name: w.rootName, raw: w.buf.Bytes()})
 				}
@@ -160,6 +164,7 @@ func readStanza(d *xml.Decoder, start xml.StartElement) (*inStanza, error) {
 // their element. Original xmlns declarations are dropped (the names are already resolved), so
 // the output never depends on the prefixes the sender chose (GOSRC.md §3.B3).
 type elemWriter struct {
+	bad      bool // a name was not an NCName (encoding/xml accepts e.g. <p:0/>)
 	buf      bytes.Buffer
 	spaces   []string // default namespace of each open element
 	rootName xml.Name
@@ -175,6 +180,9 @@ func (w *elemWriter) start(t xml.StartElement) {
 	} else {
 		parent = w.spaces[len(w.spaces)-1]
 	}
+	if !isNCName(t.Name.Local) {
+		w.bad = true
+	}
 	w.buf.WriteByte('<')
 	w.buf.WriteString(t.Name.Local)
 	if t.Name.Space != parent {
@@ -186,6 +194,9 @@ func (w *elemWriter) start(t xml.StartElement) {
 	for _, a := range t.Attr {
 		if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
 			continue
+		}
+		if !isNCName(a.Name.Local) {
+			w.bad = true
 		}
 		w.buf.WriteByte(' ')
 		switch a.Name.Space {
@@ -438,6 +449,23 @@ func appendErrorXML(b *bytes.Buffer, e *StanzaError) {
 		b.WriteString(`"/>`)
 	}
 	b.WriteString("</error>")
+}
+
+// isNCName reports whether s is an XML NCName (Namespaces in XML 1.0 §3), conservatively:
+// letters, digits, '_', '-', '.', and combining marks, not starting with a digit, '-' or '.'.
+func isNCName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_' || unicode.IsLetter(r):
+		case i > 0 && (r == '-' || r == '.' || unicode.IsDigit(r) || unicode.In(r, unicode.Mn, unicode.Mc, unicode.Nd, unicode.Lm)):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // validName reports whether s is usable as an XML local name without escaping (a conservative
