@@ -191,7 +191,7 @@ func TestErrorReplyRoundTrip(t *testing.T) {
 
 func TestElementName(t *testing.T) {
 	good := map[string]xml.Name{
-		`<a xmlns="urn:a"/>`:               {Space: "urn:a", Local: "a"},
+		`<a xmlns="urn:a"/>`:                 {Space: "urn:a", Local: "a"},
 		" <p:b xmlns:p='urn:b'><c/></p:b>\n": {Space: "urn:b", Local: "b"},
 	}
 	for in, want := range good {
