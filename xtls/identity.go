@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/text/secure/precis"
 	"golang.org/x/text/unicode/norm"
@@ -228,8 +229,8 @@ func checkKey(c *x509.Certificate) error {
 // domainpart is NFC-normalised, lowercased and loses a trailing dot. Full IDNA2008 mapping of
 // domainparts is left to the XMPP server, which hands out JIDs already in canonical form.
 func BareJID(jid string) (string, error) {
-	if len(jid) > 3*1023+2 {
-		return "", parseErrorf("jid: too long")
+	if len(jid) > 3*1023+2 || !utf8.ValidString(jid) {
+		return "", parseErrorf("jid: too long or not UTF-8")
 	}
 	if i := strings.IndexByte(jid, '/'); i >= 0 {
 		jid = jid[:i]
@@ -239,7 +240,8 @@ func BareJID(jid string) (string, error) {
 		local, domain = "", jid
 	}
 	domain = strings.TrimSuffix(strings.ToLower(norm.NFC.String(domain)), ".")
-	if domain == "" || len(domain) > 1023 || strings.ContainsAny(domain, "@/ \t\r\n") {
+	if domain == "" || len(domain) > 1023 || strings.ContainsAny(domain, "@/ \t\r\n") ||
+		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", parseErrorf("jid: bad domainpart")
 	}
 	if !hasLocal {

@@ -101,3 +101,20 @@ func TestBareJID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBareJID: no panic; normalisation is idempotent, so both ends of XSRP agree on I.
+func FuzzBareJID(f *testing.F) {
+	for _, s := range []string{"romeo@montague.lit/orchard", "Romeo@Montague.LIT", "E\u0301lodie@example.com/r", "montague.lit.", "a@b@c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := BareJID(s)
+		if err != nil {
+			return
+		}
+		b2, err := BareJID(b)
+		if err != nil || b2 != b {
+			t.Fatalf("BareJID(%q) = %q, then %q, %v", s, b, b2, err)
+		}
+	})
+}

@@ -236,18 +236,12 @@ func runXSRP(ctx context.Context, conn *tls.Conn, grp *srpGroup, local *Identity
 	return peer, nil
 }
 
-// bindContext makes ctx's deadline and cancellation interrupt I/O on conn (the net/http
-// trick: a past deadline unblocks pending reads and writes). The returned function undoes it.
+// bindContext makes ctx's cancellation and deadline interrupt I/O on conn (the net/http
+// trick: a past deadline unblocks pending reads and writes). It does not touch deadlines the
+// caller set while ctx is live; once ctx is done the connection is unusable anyway.
 func bindContext(ctx context.Context, conn net.Conn) func() {
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	return func() {
-		if stop() {
-			_ = conn.SetDeadline(time.Time{})
-		}
-	}
+	return func() { stop() }
 }
 
 func isTimeout(err error) bool {
