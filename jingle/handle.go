@@ -52,6 +52,8 @@ func (s *Session) apply(j *Jingle) error {
 	if s.initiator {
 		peerCreator = CreatorResponder
 	}
+	var toClose []Transport
+	defer func() { closeAll(toClose) }() // runs after the unlock below
 	s.mu.Lock()
 	locked := true
 	defer func() {
@@ -60,6 +62,9 @@ func (s *Session) apply(j *Jingle) error {
 		}
 	}()
 	unlock := func() { s.mu.Unlock(); locked = false }
+	if s.state == StateEnded {
+		return ErrUnknownSession // ended (e.g. by our Terminate) since handle looked
+	}
 	// Every content of actions other than content-add must name an existing content (J-19).
 	if j.Action != ContentAdd && j.Action != ContentAccept && j.Action != ContentReject {
 		for _, c := range j.Contents {
@@ -108,10 +113,15 @@ func (s *Session) apply(j *Jingle) error {
 		// Contents the responder did not accept are gone (session-accept accepts what it lists).
 		var kept []Content
 		for _, c := range s.contents {
+			accepted := false
 			for _, a := range j.Contents {
-				if keyOf(a) == keyOf(c) {
-					kept = append(kept, c)
-				}
+				accepted = accepted || keyOf(a) == keyOf(c)
+			}
+			if accepted {
+				kept = append(kept, c)
+			} else {
+				toClose = append(toClose, s.transports[keyOf(c)])
+				delete(s.transports, keyOf(c))
 			}
 		}
 		s.contents = kept
@@ -291,9 +301,9 @@ func (s *Session) apply(j *Jingle) error {
 			delete(s.pendingAdd, k)
 			if j.Action == ContentAccept {
 				s.contents = append(s.contents, added)
-			} else if t := s.transports[k]; t != nil {
+			} else {
+				toClose = append(toClose, s.transports[k])
 				delete(s.transports, k)
-				go func() { _ = t.Close() }()
 			}
 		}
 		if len(s.contents) == 0 && len(s.pendingAdd) == 0 {
@@ -315,7 +325,7 @@ func (s *Session) apply(j *Jingle) error {
 			return err
 		}
 		for _, c := range j.Contents {
-			s.removeLocked(keyOf(c))
+			toClose = append(toClose, s.removeLocked(keyOf(c)))
 		}
 		if len(s.contents) == 0 {
 			s.m.background(func(ctx context.Context) { _ = s.Terminate(ctx, &Reason{Condition: Cancel}) }) // J-32

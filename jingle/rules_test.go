@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/internal/xmpptest"
 )
 
 func initiatePayload(t *testing.T, sid, initiator string, contents ...Content) []byte {
@@ -400,4 +403,83 @@ func TestJ35_TieBreakExistingSession(t *testing.T) {
 			<-done
 		})
 	}
+}
+
+// TestConcurrentTerminateAndActions: actions racing our Terminate are answered (result or
+// unknown-session) and never touch the closed event channel.
+func TestConcurrentTerminateAndActions(t *testing.T) {
+	checkGoroutines(t)
+	for i := 0; i < 20; i++ {
+		f := newFixture(t, "active/responder", Config{InfoNamespaces: []string{nsInfo}})
+		var wg sync.WaitGroup
+		for k := 0; k < 8; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := mustMarshal(t, &Jingle{Action: SessionInfo, SID: f.sid,
+					Info: []byte("<n xmlns='" + nsInfo + "' k='" + string(rune('a'+k)) + "'/>")})
+				_, err := f.fl.deliver(peerJID, p)
+				if err != nil && !errors.Is(err, ErrUnknownSession) {
+					t.Error(err)
+				}
+			}()
+		}
+		_ = f.s.Terminate(context.Background(), &Reason{Condition: Success})
+		wg.Wait()
+		f.m.Close()
+	}
+}
+
+// TestEventQueueBound: an application that does not read its events makes the peer's further
+// actions wait (resource-constraint) instead of growing memory; the terminate still arrives.
+func TestEventQueueBound(t *testing.T) {
+	f := newFixture(t, "active/responder", Config{InfoNamespaces: []string{nsInfo}})
+	var last error
+	for k := 0; k <= eventQueue; k++ {
+		p := mustMarshal(t, &Jingle{Action: SessionInfo, SID: f.sid,
+			Info: []byte("<n xmlns='" + nsInfo + "' k='" + strconv.Itoa(k) + "'/>")})
+		_, last = f.fl.deliver(peerJID, p)
+		if k < eventQueue && last != nil {
+			t.Fatalf("event %d: %v", k, last)
+		}
+	}
+	wantErr(t, last, "resource-constraint", "")
+	_, err := f.fl.deliver(peerJID, mustMarshal(t, &Jingle{Action: SessionTerminate, SID: f.sid, Reason: &Reason{Condition: Success}}))
+	wantErr(t, err, "", "")
+	n := 0
+	var ev Event
+	for ev = range f.s.Events() {
+		n++
+	}
+	if n != eventQueue+1 || ev.Action != SessionTerminate {
+		t.Fatalf("%d events, last %v", n, ev.Action)
+	}
+}
+
+// TestCloseEndsEverything: Close terminates live sessions (<gone/>), ends them locally, and
+// leaves no goroutine behind.
+func TestCloseEndsEverything(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(3)
+	r, j := n.Party(romeo), n.Party(juliet)
+	defer r.Close()
+	defer j.Close()
+	got := make(chan *Session, 1)
+	mj := NewManager(j, Config{Incoming: func(s *Session) { got <- s }})
+	mr := NewManager(r, Config{})
+	s, err := mr.Initiate(context.Background(), juliet, []Content{xsContent("xmlstream")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj := <-got
+	mr.Close()
+	<-s.Done()
+	<-sj.Done()
+	if r, byPeer := sj.Reason(); r.Condition != Gone || !byPeer {
+		t.Fatalf("%+v", r)
+	}
+	if _, err := mr.Initiate(context.Background(), juliet, []Content{xsContent("xmlstream")}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Initiate after Close: %v", err)
+	}
+	mj.Close()
 }

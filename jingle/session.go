@@ -303,6 +303,7 @@ func (s *Session) Send(ctx context.Context, action Action, contents []Content, i
 		return ErrEnded
 	}
 	var undo func()
+	var removed []Transport
 	switch action {
 	case SessionInitiate, SessionAccept, SessionTerminate:
 		s.mu.Unlock()
@@ -374,11 +375,12 @@ func (s *Session) Send(ctx context.Context, action Action, contents []Content, i
 			}
 		case ContentRemove:
 			for _, c := range contents {
-				s.removeLocked(keyOf(c))
+				removed = append(removed, s.removeLocked(keyOf(c)))
 			}
 		}
 	}
 	s.mu.Unlock()
+	closeAll(removed)
 
 	if err := s.acquire(ctx, s.send); err != nil {
 		return err
@@ -396,14 +398,22 @@ func (s *Session) Send(ctx context.Context, action Action, contents []Content, i
 	return nil
 }
 
-// removeLocked drops a content and closes its transport (on a goroutine of the manager).
-func (s *Session) removeLocked(k contentKey) {
+// removeLocked drops a content and its transport, which the caller closes once it has
+// released the lock.
+func (s *Session) removeLocked(k contentKey) Transport {
 	if i := s.indexLocked(k); i >= 0 {
 		s.contents = append(s.contents[:i], s.contents[i+1:]...)
 	}
-	if t := s.transports[k]; t != nil {
-		delete(s.transports, k)
-		go func() { _ = t.Close() }() // Close is quick and must not block (plugin.go)
+	t := s.transports[k]
+	delete(s.transports, k)
+	return t
+}
+
+func closeAll(ts []Transport) {
+	for _, t := range ts {
+		if t != nil {
+			_ = t.Close()
+		}
 	}
 }
 
@@ -496,6 +506,9 @@ func (s *Session) end(reason *Reason, byPeer, tomb bool) bool {
 
 // emitLocked queues ev for the application, keeping the last slot for the terminate event.
 func (s *Session) emitLocked(ev Event) error {
+	if s.state == StateEnded {
+		return ErrUnknownSession // the channel is closed
+	}
 	if len(s.events) >= eventQueue {
 		return &Error{Type: "wait", Condition: "resource-constraint", Text: "application is not reading events"}
 	}
