@@ -62,6 +62,21 @@ func TestXTLS_D1_SecurityVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if base == "XTLS-5_session-terminate-security-error.xml" {
+			// No <security/> here: check it is well-formed and carries <security-error/>.
+			var iq struct {
+				Jingle struct {
+					Reason struct {
+						SecurityError *struct{} `xml:"urn:xmpp:jingle:1 security-error"`
+					} `xml:"urn:xmpp:jingle:1 reason"`
+				} `xml:"urn:xmpp:jingle:1 jingle"`
+			}
+			if err := xml.Unmarshal(raw, &iq); err != nil || iq.Jingle.Reason.SecurityError == nil {
+				t.Errorf("%s: %v", base, err)
+			}
+			seen++
+			continue
+		}
 		el := securityElement(t, raw)
 		got, err := ParseSecurity(el)
 		if strings.Contains(base, "_invalid-") {
