@@ -262,3 +262,64 @@ func TestTerminateRacesAccept(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestJ25_UnknownSessionOverNetwork: after the initiator terminated, the responder's own
+// actions for the session come back as item-not-found + unknown-session through the link's
+// error mapping, and errors.Is recognises them.
+func TestJ25_UnknownSessionOverNetwork(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(5)
+	r, j := n.Party(romeo), n.Party(juliet)
+	defer r.Close()
+	defer j.Close()
+	got := make(chan *Session, 1)
+	mj := NewManager(j, Config{Incoming: func(s *Session) { got <- s }})
+	defer mj.Close()
+	mr := NewManager(r, Config{})
+	defer mr.Close()
+	ctx := context.Background()
+	s, err := mr.Initiate(ctx, juliet, []Content{xsContent("xmlstream")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj := <-got
+	if err := s.Terminate(ctx, &Reason{Condition: Cancel, Text: "changed my mind"}); err != nil {
+		t.Fatal(err)
+	}
+	<-sj.Done()
+	if r, byPeer := sj.Reason(); r.Condition != Cancel || r.Text != "changed my mind" || !byPeer {
+		t.Fatalf("%+v", r)
+	}
+	// Juliet's side no longer sends (ErrEnded); a raw request shows the peer's answer.
+	if err := sj.Info(ctx, nil); !errors.Is(err, ErrEnded) {
+		t.Fatalf("Info on an ended session: %v", err)
+	}
+	_, err = j.Request(ctx, romeo, "set", mustMarshal(t, &Jingle{Action: SessionInfo, SID: s.SID()}))
+	if err = peerError(err); !errors.Is(err, ErrUnknownSession) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestInitiateCancelled: a session-initiate whose context ends before the answer is
+// terminated with <cancel/>.
+func TestInitiateCancelled(t *testing.T) {
+	fl := newFakeLink(localJID)
+	m := NewManager(fl, Config{})
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	fl.answer = func(to string, j *Jingle) error {
+		if j.Action == SessionInitiate {
+			cancel()
+			return context.Canceled
+		}
+		return nil
+	}
+	if _, err := m.Initiate(ctx, peerJID, []Content{xsContent("xmlstream")}, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	term := fl.waitSent(t, SessionTerminate)
+	if term.j.Reason.Condition != Cancel {
+		t.Fatalf("%+v", term.j.Reason)
+	}
+	waitNoSessions(t, m)
+}
