@@ -123,7 +123,15 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		if err != nil {
 			return fail(err)
 		}
-		_ = c.cfg.Trust.Pin(bare, fp, VerifiedManual, time.Now()) // refresh LastSeen; it is pinned already
+		// It is pinned already (VerifyConnection checked): refresh LastSeen, keeping how it was
+		// verified (a leap-of-faith pin must not be upgraded by use).
+		if pins, err := c.cfg.Trust.Pins(bare); err == nil {
+			for _, p := range pins {
+				if p.Fingerprint.Equal(fp) {
+					_ = c.cfg.Trust.Pin(bare, fp, p.Verified, time.Now())
+				}
+			}
+		}
 	}
 	s.PeerFingerprint = fp
 	var st *xmlstream.Stream

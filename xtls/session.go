@@ -423,7 +423,6 @@ func (s *Session) watch() {
 		select {
 		case ev, ok := <-evs:
 			if !ok {
-				evs = nil
 				s.endByJingle()
 				return
 			}
@@ -435,13 +434,11 @@ func (s *Session) watch() {
 			s.endByJingle()
 			return
 		case <-s.Stream.Done():
-			err := s.Stream.Err()
+			// The peer closed its stream (we answer with ours, XS-7) or the stream failed
+			// (a stream error was sent or received, CORE-7): end the session.
 			var fail *Error
-			if err != nil && !errors.Is(err, io.EOF) {
+			if err := s.Stream.Err(); err != nil && !errors.Is(err, io.EOF) {
 				fail = &Error{Peer: s.Peer, Condition: jingle.SecurityError, Text: "end-to-end stream failed: " + err.Error(), Err: err}
-				if se := (*xmlstream.StreamError)(nil); errors.As(err, &se) && !se.Remote {
-					fail.Condition = jingle.SecurityError
-				}
 			}
 			s.end(fail, false)
 			return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/disco"
+	"github.com/xtlsjingle/xtlsjingle/ibb"
 	"github.com/xtlsjingle/xtlsjingle/internal/xmpptest"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
@@ -714,5 +715,195 @@ func TestGO7_ResponderRejectsInitiatorCert(t *testing.T) {
 		t.Logf("responder: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("responder reported no failure")
+	}
+}
+
+// recordingListener records every byte that crosses the connections it accepts.
+type recordingListener struct {
+	net.Listener
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, l: l}, nil
+}
+
+func (l *recordingListener) bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.buf...)
+}
+
+type recordingConn struct {
+	net.Conn
+	l *recordingListener
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.l.mu.Lock()
+	c.l.buf = append(c.l.buf, b[:n]...)
+	c.l.mu.Unlock()
+	return n, err
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.l.mu.Lock()
+	c.l.buf = append(c.l.buf, b[:n]...)
+	c.l.mu.Unlock()
+	return n, err
+}
+
+// TestXTLS8_NoPlaintextOnTheWire (XTLS-8, XS-8): the application text never appears in any
+// stanza of the signalling path (IBB data decoded) nor in the bytes of the SOCKS5 connection;
+// only ciphertext crosses the transports.
+func TestXTLS8_NoPlaintextOnTheWire(t *testing.T) {
+	checkGoroutines(t)
+	const secret = "TheNightingaleNotTheLark"
+	for _, tc := range []struct {
+		name   string
+		policy xtls.TransportPolicy
+		want   string
+	}{{"ibb", xtls.TransportIBB, xtls.TransportNameIBB}, {"s5b", xtls.TransportS5B, xtls.TransportNameS5BDirect}} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := xmpptest.NewNetwork(14)
+			var mu sync.Mutex
+			var stanzas [][]byte
+			n.Observe(func(s xmpptest.Stanza) {
+				mu.Lock()
+				stanzas = append(stanzas, s.Payload)
+				mu.Unlock()
+			})
+			romeo := newParty(t, n, romeoJID, partyOpts{transports: tc.policy})
+			// juliet's SOCKS5 listener records the bytes of the direct connection.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recordingListener{Listener: ln}
+			sl := socks5.NewListener(rec, 0)
+			defer sl.Close()
+			id, _ := xtls.NewIdentity(julietJID, xtls.KeyEd25519)
+			juliet := &party{link: n.Party(julietJID), id: id, trust: xtls.NewMemoryStore()}
+			cfg := xtls.Config{Identity: id, Trust: juliet.trust}
+			cfg.S5B.Listener = sl
+			jc, err := xtls.NewClient(juliet.link, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			juliet.client = jc
+			defer jc.Close()
+			pinEachOther(t, romeo, juliet)
+			sa, sb, err := openAccept(t, romeo, juliet, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sa.Transport != tc.want {
+				t.Fatalf("transport %s, want %s", sa.Transport, tc.want)
+			}
+			exchange(t, sa, sb, secret)
+			closePair(t, sa, sb)
+			mu.Lock()
+			defer mu.Unlock()
+			var ibbBytes int
+			for _, p := range stanzas {
+				if strings.Contains(string(p), secret) {
+					t.Fatalf("plaintext in a stanza: %.200s", p)
+				}
+				if d, err := ibb.ParseData(p); err == nil {
+					ibbBytes += len(d.Payload)
+					if strings.Contains(string(d.Payload), secret) {
+						t.Fatal("plaintext in an IBB block")
+					}
+				}
+			}
+			wire := rec.bytes()
+			if strings.Contains(string(wire), secret) {
+				t.Fatal("plaintext on the SOCKS5 connection")
+			}
+			if tc.name == "ibb" && ibbBytes == 0 || tc.name == "s5b" && len(wire) == 0 {
+				t.Fatalf("nothing captured (ibb %d bytes, tcp %d bytes)", ibbBytes, len(wire))
+			}
+			t.Logf("%s: %d IBB payload bytes, %d TCP bytes checked", tc.name, ibbBytes, len(wire))
+		})
+	}
+}
+
+// TestXTLS16_LeapOfFaithOnlyWhenAsked (XTLS-14, XTLS-16, SPEC §18.2 G): without a pin and a
+// password the session is refused; with LeapOfFaith on both sides it goes through with x509 and
+// the pins are marked LeapOfFaith.
+func TestXTLS16_LeapOfFaithOnlyWhenAsked(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(15)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	_, err := romeo.client.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	// The responder cannot verify romeo and has no password, so it refuses first (XTLS-14).
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError || !strings.Contains(e.Text, "not pinned and no password") {
+		t.Fatalf("Open without pin or password = %v, want security-error (no method)", err)
+	}
+	if len(pinned(t, romeo, julietJID)) != 0 || len(pinned(t, juliet, romeoJID)) != 0 {
+		t.Fatal("pins created by a refused session")
+	}
+	// Now both users opt in to leap of faith.
+	mk := func(p *party) *xtls.Client {
+		c, err := xtls.NewClient(n.Party(p.link.LocalJID()), xtls.Config{Identity: p.id, Trust: p.trust, LeapOfFaith: true, Transports: xtls.TransportIBB})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	_ = romeo.client.Close()
+	_ = juliet.client.Close()
+	romeo.client, juliet.client = mk(romeo), mk(juliet)
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("leap of faith: %v", err)
+	}
+	if sa.Method != xtls.MethodX509 || !sa.Pinned || !sb.Pinned {
+		t.Fatalf("method %s pinned %v/%v", sa.Method, sa.Pinned, sb.Pinned)
+	}
+	if p := pinned(t, romeo, julietJID); len(p) != 1 || p[0].Verified != xtls.LeapOfFaith {
+		t.Fatalf("romeo's pins %+v, want one leap-of-faith pin", p)
+	}
+	closePair(t, sa, sb)
+}
+
+// TestXTLS15_InitiateWithoutSecurity: a session-initiate for an xmlstream without <security/>
+// (a stripped or non-XTLS initiator) is refused with <security-error/>: no unencrypted stream.
+func TestXTLS15_InitiateWithoutSecurity(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(16)
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	m := jingle.NewManager(n.Party(romeoJID), jingle.Config{})
+	defer m.Close()
+	js, err := m.Initiate(ctxT(t), julietJID, []jingle.Content{{
+		Creator: jingle.CreatorInitiator, Name: "xmlstream",
+		Description: []byte("<description xmlns='" + xtls.NSXMLStream + "'/>"),
+		Transport:   []byte("<transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='s1'/>"),
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-js.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not refused")
+	}
+	if r, byPeer := js.Reason(); !byPeer || r == nil || r.Condition != jingle.SecurityError {
+		t.Fatalf("reason %+v", r)
+	}
+	juliet.mu.Lock()
+	defer juliet.mu.Unlock()
+	if len(juliet.incoming) != 0 {
+		t.Fatal("the application was asked about an unencrypted stream")
 	}
 }
