@@ -177,3 +177,47 @@ func TestXSRP2_Group3072(t *testing.T) {
 		t.Fatal("PAD length or hash")
 	}
 }
+
+// XSRP-2/XSRP-7: a complete XSRP computation for the production parameters (3072-bit group,
+// SHA-256) with fixed secrets, channel binding and certificate fingerprints. The vector was
+// computed by an independent Python implementation of SPEC §18.4 (plain integers, hashlib,
+// hmac); this test runs the same inputs through the Go code, both roles.
+func TestXSRP7_ProofVector(t *testing.T) {
+	v := loadKV(t, "xtls/XSRP-7_proofs-3072-sha256.txt")
+	grp := rfc5054Group3072
+	eq := func(name string, got []byte) {
+		t.Helper()
+		if want := unhex(t, v[name]); !bytes.Equal(got, want) {
+			t.Errorf("%s = %x, want %s", name, got, v[name])
+		}
+	}
+	salt, a, b := unhex(t, v["s"]), unhex(t, v["a"]), unhex(t, v["b"])
+	eq("k", grp.k.Bytes(grp.n)[grp.size-32:])
+	x := grp.x(salt, []byte(v["I"]), []byte(v["P"]))
+	eq("x", x)
+	ver := grp.verifier(x)
+	eq("v", ver.Bytes(grp.n))
+	A := grp.publicA(a)
+	eq("A", A)
+	B := grp.publicB(ver, b)
+	eq("B", B)
+	u := grp.u(A, B)
+	eq("u", u)
+	sc, err := grp.clientS(B, a, u, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq("S", sc)
+	ss, err := grp.serverS(A, ver, u, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq("S", ss)
+	eq("K", grp.h(sc))
+	fpC, _ := FingerprintFromDigest(SHA256, unhex(t, v["fpC"]))
+	fpS, _ := FingerprintFromDigest(SHA256, unhex(t, v["fpS"]))
+	s := &xsrpSession{grp: grp, identity: []byte(v["I"]), cb: unhex(t, v["cb"]), fpC: fpC, fpS: fpS}
+	m1, m2 := s.proofs(sc, s.transcript(salt, A, B))
+	eq("M1", m1)
+	eq("M2", m2)
+}
