@@ -52,7 +52,7 @@ const Domain = "localhost"
 // ProxyDomain is the JID of the mod_proxy65 component.
 const ProxyDomain = "proxy.localhost"
 
-// StartTimeout bounds how long Start waits for the c2s port to accept connections.
+// StartTimeout bounds how long Start waits for the c2s and proxy ports to accept connections.
 const StartTimeout = 15 * time.Second
 
 // Server is a running Prosody. Its fields are read-only.
@@ -307,10 +307,18 @@ func startOnce(bin string, c config) (*Server, error) {
 	}
 
 	deadline := time.Now().Add(StartTimeout)
+	// c2s comes up before the proxy65 component: wait for both.
+	pending := []string{s.Addr, s.ProxyAddr}
 	for {
-		conn, err := net.DialTimeout("tcp", s.Addr, 500*time.Millisecond)
-		if err == nil {
+		for len(pending) > 0 {
+			conn, err := net.DialTimeout("tcp", pending[0], 500*time.Millisecond)
+			if err != nil {
+				break
+			}
 			conn.Close()
+			pending = pending[1:]
+		}
+		if len(pending) == 0 {
 			break
 		}
 		select {
@@ -327,7 +335,7 @@ func startOnce(bin string, c config) (*Server, error) {
 		if time.Now().After(deadline) {
 			tail := s.LogTail()
 			s.Stop()
-			return nil, fmt.Errorf("prosody did not accept connections on %s within %v\nlog tail:\n%s", s.Addr, StartTimeout, tail)
+			return nil, fmt.Errorf("prosody did not accept connections on %s within %v\nlog tail:\n%s", pending[0], StartTimeout, tail)
 		}
 	}
 	return s, nil
