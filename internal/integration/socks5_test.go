@@ -1,14 +1,22 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,5 +322,200 @@ func TestS5BProsodyUnreachable(t *testing.T) {
 		if err := <-errs; !errors.Is(err, socks5.ErrNoConnection) {
 			t.Errorf("Establish: %v, want ErrNoConnection", err)
 		}
+	}
+}
+
+// s5bPeer is one run of interop/slixmpp/s5b_peer.py (slixmpp 1.8.3, plugin xep_0065).
+type s5bPeer struct {
+	cmd    *exec.Cmd
+	jid    chan string
+	result chan [2]string
+	stderr *s5bLog
+	done   chan error
+}
+
+type s5bLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *s5bLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *s5bLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// s5bPython returns a python3 with slixmpp ≥ 1.8, or skips (fails when CI=true).
+func s5bPython(t *testing.T) string {
+	t.Helper()
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		path, err := exec.LookPath(py)
+		if err != nil {
+			continue
+		}
+		if exec.Command(path, "-c", "import slixmpp, sys; sys.exit(0 if slixmpp.__version__ >= '1.8' else 1)").Run() == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("python3 with slixmpp ≥ 1.8 (python3-slixmpp) is required under CI")
+	}
+	t.Skip("python3 with slixmpp not found; install python3-slixmpp")
+	return ""
+}
+
+func startS5BPeer(t *testing.T, srv *prosodytest.Server, args ...string) *s5bPeer {
+	t.Helper()
+	py := s5bPython(t)
+	jid, password := srv.Account(t)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	script, err := filepath.Abs("../../interop/slixmpp/s5b_peer.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, append([]string{script, "--jid", jid + "/slix", "--host", host, "--port", port, "--ca", ca}, args...)...)
+	cmd.Env = append(os.Environ(), "S5B_PEER_PASSWORD="+password)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &s5bPeer{cmd: cmd, jid: make(chan string, 1), result: make(chan [2]string, 1), stderr: &s5bLog{}, done: make(chan error, 1)}
+	cmd.Stderr = sp.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 2 && f[0] == "READY":
+				sp.jid <- f[1]
+			case len(f) == 3 && f[0] == "RESULT":
+				sp.result <- [2]string{f[1], f[2]}
+			}
+		}
+		sp.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-sp.done
+	})
+	return sp
+}
+
+func (sp *s5bPeer) waitJID(t *testing.T) string {
+	t.Helper()
+	select {
+	case j := <-sp.jid:
+		return j
+	case err := <-sp.done:
+		t.Fatalf("slixmpp peer exited before its session started: %v\n%s", err, sp.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("slixmpp peer did not start\n%s", sp.stderr)
+	}
+	return ""
+}
+
+// waitResult returns the peer's SHA-256 (hex) and length.
+func (sp *s5bPeer) waitResult(t *testing.T) (string, int) {
+	t.Helper()
+	select {
+	case r := <-sp.result:
+		n, _ := strconv.Atoi(r[1])
+		return r[0], n
+	case err := <-sp.done:
+		t.Fatalf("slixmpp peer exited without a result: %v\n%s", err, sp.stderr)
+	case <-time.After(90 * time.Second):
+		t.Fatalf("slixmpp peer gave no result\n%s", sp.stderr)
+	}
+	return "", 0
+}
+
+// TestS5BSlixmppTarget: we are the requester (S5B-6..8) and slixmpp the target, once with
+// our direct streamhost (our Listener) and once with Prosody's proxy (we activate); 4 MiB of
+// random data, SHA-256 compared with what slixmpp received.
+func TestS5BSlixmppTarget(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	for _, mode := range []string{"direct", "proxy"} {
+		t.Run(mode, func(t *testing.T) {
+			c := dialAccount(t, srv, "go", nil)
+			l, err := socks5.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			sh := socks5.Streamhost{JID: c.LocalJID(), Host: "127.0.0.1", Port: l.Port()}
+			if mode == "proxy" {
+				sh = discoverProxy(t, srv, c)
+			}
+			peer := startS5BPeer(t, srv, "--mode", "target")
+			slix := peer.waitJID(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			conn, err := socks5.Offer(ctx, c, slix, "go-"+mode, l, []socks5.Streamhost{sh})
+			if err != nil {
+				t.Fatalf("offer to slixmpp: %v\n%s", err, peer.stderr)
+			}
+			data := make([]byte, 4<<20)
+			rand.Read(data)
+			start := time.Now()
+			if _, err := conn.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close()
+			sum, n := peer.waitResult(t)
+			want := sha256.Sum256(data)
+			if n != len(data) || sum != hex.EncodeToString(want[:]) {
+				t.Fatalf("slixmpp received %d bytes, sha256 %s; sent %d, %x", n, sum, len(data), want)
+			}
+			t.Logf("4 MiB to slixmpp via %s: %.1f MB/s (including its hashing)", mode, float64(len(data))/time.Since(start).Seconds()/1e6)
+		})
+	}
+}
+
+// TestS5BSlixmppRequester: slixmpp discovers Prosody's proxy and offers it to us; we connect
+// (HandleRequests answers streamhost-used, S5B-7), slixmpp activates and sends 4 MiB.
+func TestS5BSlixmppRequester(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	c := dialAccount(t, srv, "go", nil)
+	got := make(chan net.Conn, 1)
+	defer socks5.HandleRequests(c, c.LocalJID(), func(from, sid string) bool { return strings.HasSuffix(from, "/slix") },
+		func(from, sid string, conn net.Conn) {
+			select {
+			case got <- conn:
+			default:
+				conn.Close()
+			}
+		})()
+	peer := startS5BPeer(t, srv, "--mode", "requester", "--peer", c.LocalJID(), "--size", strconv.Itoa(4<<20))
+	peer.waitJID(t)
+	var conn net.Conn
+	select {
+	case conn = <-got:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no bytestream from slixmpp\n%s", peer.stderr)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	h := sha256.New()
+	n, err := io.Copy(h, conn)
+	if err != nil {
+		t.Fatalf("reading after %d bytes: %v", n, err)
+	}
+	sum, want := peer.waitResult(t)
+	if int(n) != want || hex.EncodeToString(h.Sum(nil)) != sum {
+		t.Fatalf("received %d bytes %x; slixmpp sent %d, %s", n, h.Sum(nil), want, sum)
 	}
 }
