@@ -107,6 +107,7 @@ func (grp *srpGroup) publicA(a []byte) []byte {
 func (grp *srpGroup) publicB(v *bigmod.Nat, b []byte) []byte {
 	kv := copyNat(grp.k, grp.n).Mul(v, grp.n)
 	gb := bigmod.NewNat().Exp(grp.g, b, grp.n)
+	defer wipe(kv, gb)
 	return kv.Add(gb, grp.n).Bytes(grp.n)
 }
 
@@ -135,11 +136,13 @@ func (grp *srpGroup) clientS(paddedB, a, u, x []byte) ([]byte, error) {
 	if err != nil {
 		return nil, errXSRPParameter
 	}
-	kgx := copyNat(grp.k, grp.n).Mul(grp.verifier(x), grp.n)
+	v := grp.verifier(x)
+	kgx := copyNat(grp.k, grp.n).Mul(v, grp.n)
 	base := B.Sub(kgx, grp.n)
 	left := bigmod.NewNat().Exp(base, a, grp.n)
 	bu := bigmod.NewNat().Exp(base, u, grp.n)
 	right := bigmod.NewNat().Exp(bu, x, grp.n)
+	defer wipe(v, kgx, base, left, bu, right)
 	return left.Mul(right, grp.n).Bytes(grp.n), nil
 }
 
@@ -151,7 +154,17 @@ func (grp *srpGroup) serverS(paddedA []byte, v *bigmod.Nat, u, b []byte) ([]byte
 	}
 	vu := bigmod.NewNat().Exp(v, u, grp.n)
 	base := A.Mul(vu, grp.n)
-	return bigmod.NewNat().Exp(base, b, grp.n).Bytes(grp.n), nil
+	S := bigmod.NewNat().Exp(base, b, grp.n)
+	defer wipe(vu, base, S)
+	return S.Bytes(grp.n), nil
+}
+
+// wipe overwrites secret intermediate values (XSRP-9). bigmod's own temporaries inside Exp
+// are not reachable and stay to the garbage collector.
+func wipe(ns ...*bigmod.Nat) {
+	for _, n := range ns {
+		n.SetUint(0)
+	}
 }
 
 // copyNat returns a fresh copy of x (reduced mod m).

@@ -362,6 +362,7 @@ func (s *xsrpSession) server() error {
 	x := s.grp.x(salt, s.identity, s.password)
 	defer clear(x)
 	v := s.grp.verifier(x) // v is computed per session from the shared password (XSRP-3)
+	defer wipe(v)
 	B := s.grp.publicB(v, b)
 	u := s.grp.u(A, B)
 	if isZero(u) {
