@@ -37,13 +37,13 @@ func (s *Session) handle(ctx context.Context, j *Jingle, digest [32]byte) ([]byt
 }
 
 // stanzaError maps an error of a Transport to the IQ error: its own StanzaError if it has one,
-// else bad-request.
+// else bad-request (without the error's text, which may describe local details).
 func stanzaError(err error) error {
 	var se stanzaErrorer
 	if errors.As(err, &se) {
 		return err
 	}
-	return badRequest(err.Error())
+	return badRequest("transport element refused")
 }
 
 // apply runs the state machine of SPEC §3.2 for one incoming action (not session-initiate).

@@ -483,3 +483,25 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 	mj.Close()
 }
+
+// TestXTLS15_AcceptWithoutSecurityIsVisible: the responder's session-accept replaces the
+// offered contents, so an answer without <security/> (XTLS-10) shows as a nil Security and the
+// orchestration can terminate with <security-error/> (XTLS-15, XTLS-5).
+func TestXTLS15_AcceptWithoutSecurityIsVisible(t *testing.T) {
+	f := newFixture(t, "pending/initiator", Config{})
+	c := xsContent("xmlstream")
+	c.Security = nil
+	_, err := f.fl.deliver(peerJID, mustMarshal(t, &Jingle{Action: SessionAccept, SID: f.sid, Contents: []Content{c}}))
+	wantErr(t, err, "", "")
+	ev := <-f.s.Events()
+	if ev.Action != SessionAccept || ev.Contents[0].Security != nil || f.s.Contents()[0].Security != nil {
+		t.Fatalf("%+v", ev)
+	}
+	if err := f.s.Terminate(context.Background(), &Reason{Condition: SecurityError, Text: "peer does not support XTLS"}); err != nil {
+		t.Fatal(err)
+	}
+	term := f.fl.waitSent(t, SessionTerminate)
+	if term.j.Reason.Condition != SecurityError || term.j.Reason.Text != "peer does not support XTLS" {
+		t.Fatalf("%+v", term.j.Reason)
+	}
+}
