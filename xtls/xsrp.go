@@ -158,7 +158,8 @@ type xsrpSession struct {
 // secured (XTLS-D6) and, because M2 authenticates the responder, GO-7 is satisfied. On
 // failure it has sent the XSRP failure message where possible and returns an error; errors
 // from authentication wrap ErrXSRPFailed. The caller closes conn in either failure case.
-// ctx bounds the whole run (handshake included) through the connection's deadline.
+// ctx bounds the whole run, handshake included: when it is done, pending I/O on conn is
+// interrupted and the context's error is returned.
 func ClientXSRP(ctx context.Context, conn *tls.Conn, local *Identity, initiator, password string) (Fingerprint, error) {
 	return runXSRP(ctx, conn, rfc5054Group3072, local, initiator, password, true)
 }
@@ -180,7 +181,10 @@ func runXSRP(ctx context.Context, conn *tls.Conn, grp *srpGroup, local *Identity
 		return Fingerprint{}, ErrEmptyPassword
 	}
 	p, err := precis.OpaqueString.Bytes([]byte(password))
-	if err != nil || len(p) == 0 {
+	if err != nil {
+		return Fingerprint{}, fmt.Errorf("xtls: password not allowed by PRECIS OpaqueString: %w", err)
+	}
+	if len(p) == 0 {
 		return Fingerprint{}, ErrEmptyPassword
 	}
 	defer clear(p)
