@@ -14,4 +14,5 @@ require (
 	golang.org/x/xerrors v0.0.0-20190717185122-a985d3407aa7 // indirect
 	gosrc.io/xmpp v0.5.1 // indirect
 	nhooyr.io/websocket v1.6.5 // indirect
+	rsc.io/qr v0.2.0 // indirect
 )

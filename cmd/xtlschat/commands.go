@@ -1,0 +1,400 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/xtls"
+)
+
+// command is one entry of the command table (agl/xmpp-client uiCommands).
+type command struct {
+	name, args, help string
+	run              func(u *ui, args []string)
+}
+
+var commands []command
+
+func init() {
+	// Assigned here, not in the declaration, because /help refers to the table itself.
+	commands = []command{
+		{"open", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]", "open a secure session (asks for the shared password when the peer is not pinned)", (*ui).cmdOpen},
+		{"accept", "[N]", "accept incoming session N (default: the oldest); asks for the shared password if needed", (*ui).cmdAccept},
+		{"decline", "[N]", "decline incoming session N (default: the oldest)", (*ui).cmdDecline},
+		{"sessions", "", "list open sessions and pending offers", (*ui).cmdSessions},
+		{"switch", "N", "send typed lines to session N", (*ui).cmdSwitch},
+		{"fp", "[JID]", "show your fingerprint (hex, ni URI, QR code), or a peer's pinned fingerprints", (*ui).cmdFP},
+		{"pins", "[JID]", "list pinned fingerprints (of one peer, or of everyone)", (*ui).cmdPins},
+		{"verify", "JID FINGERPRINT", "pin a fingerprint you compared out of band (hex groups or ni URI)", (*ui).cmdVerify},
+		{"unpin", "JID FINGERPRINT", "remove a pin; that certificate is refused from then on", (*ui).cmdUnpin},
+		{"close", "[N]", "close the current session (or session N)", (*ui).cmdClose},
+		{"quit", "", "close every session and exit", (*ui).cmdQuit},
+		{"help", "", "this list", (*ui).cmdHelp},
+	}
+}
+
+// command runs a typed line: a /command, or a chat line for the current session.
+func (u *ui) command(line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	if !strings.HasPrefix(line, "/") || strings.HasPrefix(line, "//") {
+		text := strings.TrimPrefix(line, "/") // "//x" sends "/x"
+		if u.current == nil {
+			u.say("no session: /open FULL-JID first, or /accept an incoming one (/help lists commands)")
+			return
+		}
+		select {
+		case u.current.out <- text:
+		default:
+			u.say("!! too many lines waiting to be sent to %s; this one was dropped", escapeTerminal(u.current.s.Peer))
+		}
+		return
+	}
+	fields := strings.Fields(line[1:])
+	if len(fields) == 0 {
+		return
+	}
+	for _, c := range commands {
+		if c.name == fields[0] {
+			c.run(u, fields[1:])
+			return
+		}
+	}
+	u.say("unknown command /%s; /help lists the commands (start a chat line with // to send a slash)", escapeTerminal(fields[0]))
+}
+
+func (u *ui) cmdHelp([]string) {
+	for _, c := range commands {
+		u.say("  /%-8s %s", c.name, c.args)
+		u.say("             %s", c.help)
+	}
+	u.say("Other lines are sent to the current session. Peer text is shown with control characters escaped (\\x1b, \\u202e, …).")
+}
+
+func (u *ui) cmdOpen(args []string) {
+	var o options
+	fs := flag.NewFlagSet("/open", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.transport, "transport", u.o.transport, "")
+	fs.StringVar(&o.method, "method", u.o.method, "")
+	// The JID comes first; flags follow it.
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		u.say("usage: /open FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]")
+		return
+	}
+	peer := args[0]
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		u.say("usage: /open FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]")
+		return
+	}
+	if !strings.Contains(peer, "/") {
+		u.say("/open needs the peer's full JID with its resource, e.g. %s/phone (the resource is shown in its client)", escapeTerminal(peer))
+		return
+	}
+	switch o.transport {
+	case "auto", "s5b", "ibb":
+	default:
+		u.say("--transport must be s5b, ibb or auto")
+		return
+	}
+	switch o.method {
+	case "auto", xtls.MethodX509, xtls.MethodSRP:
+	default:
+		u.say("--method must be x509, srp or auto")
+		return
+	}
+	bare, err := xtls.BareJID(peer)
+	if err != nil {
+		u.say("%s is not a JID: %v", escapeTerminal(peer), err)
+		return
+	}
+	pins, _ := u.st.trust.Pins(bare)
+	start := func(password string) {
+		oo := openOptions{peer: peer, transport: o.transport, method: o.method, password: password, timeout: u.o.timeout}
+		u.say("-- opening a session with %s (transport %s, method %s) …", escapeTerminal(peer), o.transport, o.method)
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			s, err := openSession(u.ctx, u.c.eng, u.st, oo)
+			u.post(msgOpened{peer: peer, s: s, err: err})
+		}()
+	}
+	needPassword := o.method == xtls.MethodSRP || (o.method == "auto" && len(pins) == 0)
+	switch {
+	case o.method == xtls.MethodX509 && len(pins) == 0:
+		u.say("%s is not pinned, so x509 cannot work: use --method srp with a shared password, or /verify its fingerprint", escapeTerminal(bare))
+	case !needPassword:
+		start("")
+	case u.shared != "":
+		start(u.shared)
+	default:
+		u.say("%s is not verified yet. Agree on a one-time password with its owner out of band (phone, in person);", escapeTerminal(bare))
+		u.say("it is checked inside the encrypted tunnel and pins the certificate on success.")
+		u.askPassword("Shared password for "+bare+" (empty line cancels): ", func(pw string) {
+			if pw == "" {
+				u.say("-- cancelled")
+				return
+			}
+			start(pw)
+		})
+	}
+}
+
+func (u *ui) askPassword(prompt string, then func(string)) {
+	u.afterPassword = then
+	u.passwordPrompt = prompt
+}
+
+// takeOffer removes and returns offer N (or the oldest).
+func (u *ui) takeOffer(args []string) *pendingOffer {
+	if len(u.offers) == 0 {
+		u.say("no incoming session is waiting")
+		return nil
+	}
+	i := 0
+	if len(args) > 0 {
+		n, err := strconv.Atoi(args[0])
+		i = -1
+		for j, p := range u.offers {
+			if err == nil && p.n == n {
+				i = j
+			}
+		}
+		if i < 0 {
+			u.say("no incoming session %s; /sessions lists them", escapeTerminal(args[0]))
+			return nil
+		}
+	}
+	p := u.offers[i]
+	u.offers = append(u.offers[:i], u.offers[i+1:]...)
+	return p
+}
+
+func (u *ui) cmdAccept(args []string) {
+	p := u.takeOffer(args)
+	if p == nil {
+		return
+	}
+	peer := escapeTerminal(p.in.Peer)
+	switch {
+	case p.in.Trusted:
+		p.reply <- xtls.Decision{Password: u.shared}
+		u.say("-- accepted %s (its certificate is pinned; x509)", peer)
+	case u.shared != "":
+		p.reply <- xtls.Decision{Password: u.shared}
+		u.say("-- accepted %s; checking the shared password …", peer)
+	default:
+		bare, _ := xtls.BareJID(p.in.Peer)
+		u.askPassword("Shared password for "+bare+" (empty line declines): ", func(pw string) {
+			if pw == "" {
+				p.reply <- xtls.Decision{Decline: true}
+				u.say("-- declined %s", peer)
+				return
+			}
+			p.reply <- xtls.Decision{Password: pw}
+			u.say("-- accepted %s; checking the shared password …", peer)
+		})
+	}
+}
+
+func (u *ui) cmdDecline(args []string) {
+	if p := u.takeOffer(args); p != nil {
+		p.reply <- xtls.Decision{Decline: true}
+		u.say("-- declined %s", escapeTerminal(p.in.Peer))
+	}
+}
+
+func (u *ui) cmdSessions([]string) {
+	if len(u.sessions) == 0 && len(u.offers) == 0 {
+		u.say("no sessions")
+	}
+	for _, cs := range u.sessions {
+		mark := " "
+		if cs == u.current {
+			mark = "*"
+		}
+		u.say("%s %d  %s  %s over %s", mark, cs.n, escapeTerminal(cs.s.Peer), cs.s.Method, cs.s.Transport)
+	}
+	for _, p := range u.offers {
+		u.say("? %d  %s  waiting for /accept or /decline", p.n, escapeTerminal(p.in.Peer))
+	}
+}
+
+func (u *ui) cmdSwitch(args []string) {
+	if len(args) != 1 {
+		u.say("usage: /switch N (see /sessions)")
+		return
+	}
+	n, _ := strconv.Atoi(args[0])
+	for _, cs := range u.sessions {
+		if cs.n == n {
+			u.current = cs
+			u.say("-- lines now go to session %d with %s", n, escapeTerminal(cs.s.Peer))
+			return
+		}
+	}
+	u.say("no session %s; /sessions lists them", escapeTerminal(args[0]))
+}
+
+func (u *ui) cmdFP(args []string) {
+	if len(args) > 0 {
+		u.cmdPins(args)
+		return
+	}
+	fp := u.st.identity.Fingerprint()
+	u.say("Your fingerprint (%s):", u.st.identity.JID())
+	u.say("  %s", fp.Groups())
+	u.say("  %s", fp.NI())
+	if q, err := renderQR(fp.NI(), u.t != nil); err == nil {
+		for _, l := range strings.Split(strings.TrimSuffix(q, "\n"), "\n") {
+			u.say("%s", l)
+		}
+	}
+	if u.current != nil {
+		pf := u.current.s.PeerFingerprint
+		u.say("Peer %s in session %d:", escapeTerminal(u.current.s.Peer), u.current.n)
+		u.say("  %s", pf.Groups())
+		u.say("  %s", pf.NI())
+	}
+	u.say("Compare these with your peer over a channel you trust (in person, a phone call).")
+}
+
+// knownPeers lists the bare JIDs that have pins, from the trust store's file.
+func (u *ui) knownPeers() ([]string, error) {
+	data, err := os.ReadFile(filepath.Join(u.st.dir, pinsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Peers map[string]json.RawMessage `json:"peers"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	peers := make([]string, 0, len(f.Peers))
+	for p := range f.Peers {
+		peers = append(peers, p)
+	}
+	sort.Strings(peers)
+	return peers, nil
+}
+
+func (u *ui) cmdPins(args []string) {
+	var peers []string
+	if len(args) > 0 {
+		bare, err := xtls.BareJID(args[0])
+		if err != nil {
+			u.say("%s is not a JID: %v", escapeTerminal(args[0]), err)
+			return
+		}
+		peers = []string{bare}
+	} else {
+		var err error
+		if peers, err = u.knownPeers(); err != nil {
+			u.say("cannot list pins: %v", err)
+			return
+		}
+	}
+	n := 0
+	for _, p := range peers {
+		pins, err := u.st.trust.Pins(p)
+		if err != nil {
+			u.say("cannot read pins of %s: %v", escapeTerminal(p), err)
+			continue
+		}
+		for _, pin := range pins {
+			n++
+			u.say("%s  %s  (%s, first seen %s, last seen %s)", escapeTerminal(p), pin.Fingerprint.Groups(), pin.Verified,
+				pin.FirstSeen.Local().Format(time.DateTime), pin.LastSeen.Local().Format(time.DateTime))
+		}
+	}
+	if n == 0 {
+		u.say("no pins; a session with a shared password (srp) or /verify adds one")
+	}
+}
+
+// pinArgs parses "JID FINGERPRINT…" (the fingerprint may be typed in groups with spaces).
+func (u *ui) pinArgs(cmd string, args []string) (string, xtls.Fingerprint, bool) {
+	if len(args) < 2 {
+		u.say("usage: /%s JID FINGERPRINT (hex, in groups or not, or ni:///sha-256;…)", cmd)
+		return "", xtls.Fingerprint{}, false
+	}
+	bare, err := xtls.BareJID(args[0])
+	if err != nil {
+		u.say("%s is not a JID: %v", escapeTerminal(args[0]), err)
+		return "", xtls.Fingerprint{}, false
+	}
+	fp, err := xtls.ParseFingerprintText(strings.Join(args[1:], " "))
+	if err != nil {
+		u.say("not a SHA-256 fingerprint: %v", err)
+		return "", xtls.Fingerprint{}, false
+	}
+	return bare, fp, true
+}
+
+func (u *ui) cmdVerify(args []string) {
+	bare, fp, ok := u.pinArgs("verify", args)
+	if !ok {
+		return
+	}
+	if err := u.st.trust.Pin(bare, fp, xtls.VerifiedManual, time.Now()); err != nil {
+		u.say("!! cannot pin: %v", err)
+		return
+	}
+	u.say("** pinned %s for %s as verified by you; sessions with it now use x509", fp.Groups(), escapeTerminal(bare))
+}
+
+func (u *ui) cmdUnpin(args []string) {
+	bare, fp, ok := u.pinArgs("unpin", args)
+	if !ok {
+		return
+	}
+	if err := u.st.trust.Unpin(bare, fp); err != nil {
+		u.say("!! cannot unpin: %v", err)
+		return
+	}
+	u.say("** removed %s from %s's pins", fp.Groups(), escapeTerminal(bare))
+}
+
+func (u *ui) cmdClose(args []string) {
+	cs := u.current
+	if len(args) > 0 {
+		n, _ := strconv.Atoi(args[0])
+		cs = nil
+		for _, x := range u.sessions {
+			if x.n == n {
+				cs = x
+			}
+		}
+	}
+	if cs == nil {
+		u.say("no such session; /sessions lists them")
+		return
+	}
+	u.say("-- closing session %d with %s …", cs.n, escapeTerminal(cs.s.Peer))
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		cs.s.Close() // bounded by the stream's close timeout; the reader then reports the end
+	}()
+}
+
+func (u *ui) cmdQuit([]string) {
+	for _, p := range u.offers {
+		p.reply <- xtls.Decision{Decline: true}
+	}
+	u.offers = nil
+	u.quit = true
+}

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"context"
+
+	"github.com/xtlsjingle/xtlsjingle/xtls"
+)
+
+// engine is what the commands need from the XTLS plugin once it runs: opening sessions and
+// taking the incoming ones that were accepted. *xtls.Client implements it; the interface keeps
+// the commands' dependency on the plugin this small.
+type engine interface {
+	Open(ctx context.Context, peer string, o *xtls.OpenOptions) (*xtls.Session, error)
+	Accept(ctx context.Context) (*xtls.Session, error)
+}
+
+var _ engine = (*xtls.Client)(nil)

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+)
+
+// Event kinds printed by the scriptable subcommands, one JSON object per line.
+const (
+	evReady    = "ready"    // connected and logged in: jid, fingerprint, ni
+	evOffer    = "offer"    // a peer asks for a session: peer, methods
+	evDeclined = "declined" // we declined an offer: peer, reason
+	evSession  = "session"  // a session is secured: peer, method, transport, fingerprint, verified
+	evPinned   = "pinned"   // a fingerprint was pinned: peer, fingerprint, verified
+	evMessage  = "message"  // a chat line: peer, dir ("in" or "out"), text
+	evClosed   = "closed"   // a session ended: peer, reason
+	evError    = "error"    // something failed: message, code (the exit code it maps to), peer
+)
+
+// event is one line of the scriptable output. Field names are part of the interface that
+// scripts rely on: add fields, never rename them.
+type event struct {
+	Event       string   `json:"event"`
+	Peer        string   `json:"peer,omitempty"`
+	JID         string   `json:"jid,omitempty"`
+	Method      string   `json:"method,omitempty"`
+	Methods     []string `json:"methods,omitempty"`
+	Transport   string   `json:"transport,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"` // hex groups, as people compare them
+	NI          string   `json:"ni,omitempty"`          // RFC 6920 ni:///sha-256;…
+	Verified    string   `json:"verified,omitempty"`    // srp, manual, leap-of-faith
+	Dir         string   `json:"dir,omitempty"`
+	Text        string   `json:"text,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	Message     string   `json:"message,omitempty"`
+	Code        int      `json:"code,omitempty"`
+}
+
+// eventWriter writes events as JSON lines; safe for concurrent use. Peer text cannot drive a
+// terminal that shows the output: encoding/json escapes C0 controls and U+2028/U+2029, and
+// encodeEvent also escapes C1 controls and bidi formatting characters as \uNNNN.
+type eventWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newEventWriter(w io.Writer) *eventWriter { return &eventWriter{w: w} }
+
+func (w *eventWriter) emit(e event) {
+	line := encodeEvent(e)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, _ = w.w.Write(line) // a broken stdout shows up as the subcommand's end, not here
+}
+
+// encodeEvent returns e as one line of JSON ending in a newline.
+func encodeEvent(e event) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		// Cannot happen for this struct of strings; report it as an event rather than lose it.
+		return []byte(`{"event":"error","message":"cannot encode event"}` + "\n")
+	}
+	out := buf.Bytes()
+	if !bytes.ContainsFunc(out, unsafeRune) {
+		return out
+	}
+	// The runes unsafeRune matches only occur inside JSON strings (keys are ASCII), where
+	// \uNNNN is an equivalent spelling.
+	var b strings.Builder
+	for len(out) > 0 {
+		r, size := utf8.DecodeRune(out)
+		if unsafeRune(r) {
+			b.WriteString(`\u`)
+			writeHex(&b, uint32(r), 4)
+		} else {
+			b.Write(out[:size])
+		}
+		out = out[size:]
+	}
+	return []byte(b.String())
+}
