@@ -204,20 +204,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return 0, nil
 		}
 		c.mu.Unlock()
+		// doneCh stays closed, but once it is, the checks above return without waiting.
 		select {
 		case <-c.readNotify:
 		case <-c.doneCh:
-			// Re-check; doneCh stays closed, so wait on readNotify from here on.
-			c.mu.Lock()
-			ended := c.rerr != nil && len(c.ready) == 0
-			c.mu.Unlock()
-			if !ended {
-				select {
-				case <-c.readNotify:
-				case <-c.closedCh:
-				case <-c.readDL.wait():
-				}
-			}
 		case <-c.closedCh:
 		case <-c.readDL.wait():
 		}
