@@ -198,6 +198,9 @@ func (s *Session) apply(j *Jingle) error {
 			}
 		}
 		if !s.m.cfg.HandleTransportReplace {
+			if s.autoAnswers >= maxAutoAnswers {
+				return &Error{Type: "wait", Condition: "resource-constraint"}
+			}
 			contents := stripForAnswer(j.Contents)
 			if s.inReplace == nil {
 				s.inReplace = map[contentKey]bool{}
@@ -205,7 +208,7 @@ func (s *Session) apply(j *Jingle) error {
 			for _, c := range contents {
 				s.inReplace[keyOf(c)] = true
 			}
-			s.m.background(func(ctx context.Context) { _ = s.Send(ctx, TransportReject, contents, nil) }) // J-33
+			s.autoAnswer(TransportReject, contents) // J-33
 			return nil
 		}
 		if err := s.emitLocked(Event{Action: TransportReplace, Contents: j.Contents, Reason: j.Reason}); err != nil {
@@ -271,11 +274,14 @@ func (s *Session) apply(j *Jingle) error {
 			s.inAdd = map[contentKey]bool{}
 		}
 		if !s.m.cfg.HandleContentAdd {
+			if s.autoAnswers >= maxAutoAnswers {
+				return &Error{Type: "wait", Condition: "resource-constraint"}
+			}
 			contents := stripForAnswer(j.Contents)
 			for _, c := range contents {
 				s.inAdd[keyOf(c)] = true
 			}
-			s.m.background(func(ctx context.Context) { _ = s.Send(ctx, ContentReject, contents, nil) }) // J-30
+			s.autoAnswer(ContentReject, contents) // J-30
 			return nil
 		}
 		if err := s.emitLocked(Event{Action: ContentAdd, Contents: j.Contents, Reason: j.Reason}); err != nil {
@@ -343,4 +349,20 @@ func stripForAnswer(cs []Content) []Content {
 		out[i] = Content{Creator: c.Creator, Name: c.Name, Transport: c.Transport}
 	}
 	return out
+}
+
+// maxAutoAnswers bounds the automatic content-reject/transport-reject answers of one session
+// that may wait to be sent; a peer flooding content-add gets resource-constraint instead of
+// making us queue goroutines.
+const maxAutoAnswers = 8
+
+// autoAnswer sends action for contents on a goroutine of the manager. Called with s.mu held.
+func (s *Session) autoAnswer(action Action, contents []Content) {
+	s.autoAnswers++
+	s.m.background(func(ctx context.Context) {
+		_ = s.Send(ctx, action, contents, nil)
+		s.mu.Lock()
+		s.autoAnswers--
+		s.mu.Unlock()
+	})
 }

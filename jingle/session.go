@@ -58,6 +58,7 @@ type Session struct {
 	inAdd          map[contentKey]bool
 	inReplace      map[contentKey]bool
 	replies        map[[32]byte]struct{} // digests of recently acknowledged actions
+	autoAnswers    int                   // automatic rejects not yet sent
 	replyOrder     [][32]byte
 }
 
