@@ -46,12 +46,7 @@ func (c *Client) HandleJingle(js *jingle.Session) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SetupTimeout)
 	defer cancel()
 	s := &Session{c: c, js: js, Peer: js.Peer(), SID: js.SID(), done: make(chan struct{})}
-	if !c.track(s) {
-		_ = terminate(js, &Error{Peer: s.Peer, Condition: jingle.Gone, Text: "client closed"})
-		return true
-	}
 	if err := c.acceptSession(ctx, s, offered); err != nil {
-		c.untrack(s)
 		if c.cfg.OnError != nil {
 			c.cfg.OnError(s.Peer, err)
 		}
@@ -60,6 +55,10 @@ func (c *Client) HandleJingle(js *jingle.Session) bool {
 	s.SetupTime = time.Since(start)
 	s.wg.Add(1)
 	go s.watch()
+	if !c.track(s) {
+		_ = s.Close()
+		return true
+	}
 	select {
 	case c.accepted <- s:
 	default:

@@ -146,6 +146,7 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		return fail(err)
 	}
 	s.Stream = st
+	s.servePubkeys()
 	return nil
 }
 

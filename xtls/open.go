@@ -42,9 +42,17 @@ func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Ses
 	if opts == nil {
 		opts = &OpenOptions{}
 	}
-	if c.ctx.Err() != nil {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClientClosed
 	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)() // Client.Close aborts a running Open
 	bare, err := BareJID(peer)
 	if err != nil {
 		return nil, fmt.Errorf("xtls: bad peer JID: %w", err)
@@ -111,16 +119,16 @@ func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Ses
 		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
 	}
 	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, done: make(chan struct{})}
-	if !c.track(s) {
-		return nil, terminate(js, &Error{Peer: peer, Condition: jingle.Gone, Text: "client closed", Err: ErrClientClosed})
-	}
 	if err := c.openSession(ctx, s, ours, offer, opts.Password, policy == TransportAuto); err != nil {
-		c.untrack(s)
 		return nil, err
 	}
 	s.SetupTime = time.Since(start)
 	s.wg.Add(1)
 	go s.watch()
+	if !c.track(s) {
+		_ = s.Close()
+		return nil, ErrClientClosed
+	}
 	return s, nil
 }
 

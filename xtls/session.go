@@ -13,6 +13,7 @@ import (
 	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/ibb"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
+	"github.com/xtlsjingle/xtlsjingle/pubkeys"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
 	"github.com/xtlsjingle/xtlsjingle/xmlstream"
 )
@@ -287,12 +288,7 @@ func NewClient(link Link, cfg Config) (*Client, error) {
 		c.removers = append(c.removers, disco.Serve(link, disco.ClientInfo()))
 	}
 	// XTLS-20 / J-41: public keys are only ever exchanged inside the e2e stream.
-	refuse := func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
-		return nil, jingle.ErrSecurityRequired
-	}
-	for _, ns := range []string{"urn:xmpp:tmp:pubkey", "urn:xmpp:pubkey:0"} {
-		c.removers = append(c.removers, link.HandleIQ(ns, "pubkeys", refuse))
-	}
+	c.removers = append(c.removers, pubkeys.Refuse(link))
 	return c, nil
 }
 

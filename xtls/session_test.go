@@ -907,3 +907,29 @@ func TestXTLS15_InitiateWithoutSecurity(t *testing.T) {
 		t.Fatal("the application was asked about an unencrypted stream")
 	}
 }
+
+// TestPK12_PubkeysInsideTheStream (XTLS-19, XTLS-21, PK-12): inside the e2e stream each side
+// fetches the other's certificates; the client certificate equals the one from TLS.
+func TestPK12_PubkeysInsideTheStream(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(17)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _, err := sa.PeerKeys(ctxT(t))
+	if err != nil {
+		t.Fatalf("romeo fetching juliet's keys: %v", err)
+	}
+	if !xtls.FingerprintOf(client.Cert).Equal(juliet.id.Fingerprint()) {
+		t.Fatal("juliet's client certificate differs from her identity")
+	}
+	client, _, err = sb.PeerKeys(ctxT(t))
+	if err != nil || !xtls.FingerprintOf(client.Cert).Equal(romeo.id.Fingerprint()) {
+		t.Fatalf("juliet fetching romeo's keys: %v", err)
+	}
+	closePair(t, sa, sb)
+}
