@@ -230,3 +230,17 @@ func TestEnumsString(t *testing.T) {
 		t.Fatal("String")
 	}
 }
+
+// TestJ12_SeveralContentsOneSession: with several contents, one of disposition session is
+// enough.
+func TestJ12_SeveralContentsOneSession(t *testing.T) {
+	a, b := xsContent("a"), xsContent("b")
+	a.Disposition = "early-session"
+	j := &Jingle{Action: SessionInitiate, SID: "s", Initiator: romeo, Contents: []Content{a, b}}
+	roundTrip(t, j)
+	b.Disposition = "early-session"
+	j.Contents = []Content{a, b}
+	if _, err := j.Marshal(); err == nil {
+		t.Fatal("no session content accepted")
+	}
+}
