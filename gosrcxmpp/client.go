@@ -31,8 +31,10 @@
 // Ordering: stanzas are read in wire order, but every handler call runs on its own goroutine,
 // so handlers run concurrently and in no guaranteed order (as with gosrc.io/xmpp itself,
 // §3.A4); the protocol packages restore the order they need. At most MaxConcurrentHandlers
-// handlers run at a time; beyond that the adapter stops reading from the server, which pushes
-// back on senders.
+// handlers run at a time; beyond that an IQ get/set is refused with wait/resource-constraint
+// (never blocking the reader, since a busy handler may itself wait for an answer), and a
+// message waits for a free slot, which stops reading from the server and pushes back on
+// senders. Message handlers should therefore not wait for IQ answers.
 //
 // The library's Client has no exported way to use another transport; the adapter sets the
 // unexported field through reflection, checked against the field's exact type, so a different
@@ -645,6 +647,22 @@ func (c *Client) run(f func()) {
 	}()
 }
 
+// tryRun runs f like run if a handler slot is free now, and reports whether it did.
+func (c *Client) tryRun(f func()) bool {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.sem }()
+		f()
+	}()
+	return true
+}
+
 func (c *Client) serveIQ(s *session, st *inStanza) {
 	if st.id == "" {
 		return // cannot be answered
@@ -669,7 +687,7 @@ func (c *Client) serveIQ(s *session, st *inStanza) {
 		c.replyError(s, st, &StanzaError{Type: "cancel", Condition: "service-unavailable"})
 		return
 	}
-	c.run(func() {
+	if !c.tryRun(func() {
 		reply, err := callIQ(c.ctx, h, st.from, st.to, st.typ, p.raw)
 		if err == nil && len(reply) > 0 {
 			if _, perr := elementName(reply); perr != nil {
@@ -681,7 +699,11 @@ func (c *Client) serveIQ(s *session, st *inStanza) {
 			return
 		}
 		c.reply(s, st, reply)
-	})
+	}) {
+		// All handler slots are busy, possibly with handlers that wait for answers this
+		// reader must deliver: refuse rather than block (RFC 6120 §8.3.3.18).
+		c.replyError(s, st, &StanzaError{Type: "wait", Condition: "resource-constraint"})
+	}
 }
 
 func callIQ(ctx context.Context, h *iqHandler, from, to, typ string, payload []byte) (reply []byte, err error) {

@@ -89,12 +89,20 @@ type rawClient struct {
 	conn net.Conn
 	jid  string // full JID after bind
 	rd   *bufio.Reader
+	mu   sync.Mutex
+	in   []byte
 }
 
 // dialRaw registers a fresh account and logs it in with resource "raw".
 func dialRaw(t testing.TB, srv *prosodytest.Server) *rawClient {
 	t.Helper()
 	jid, password := srv.Account(t)
+	return dialRawAs(t, srv, jid, password, "raw")
+}
+
+// dialRawAs logs the existing account jid in with the given resource.
+func dialRawAs(t testing.TB, srv *prosodytest.Server, jid, password, resource string) *rawClient {
+	t.Helper()
 	user, _, _ := strings.Cut(jid, "@")
 	c, err := net.DialTimeout("tcp", srv.Addr, 5*time.Second)
 	if err != nil {
@@ -122,7 +130,7 @@ func dialRaw(t testing.TB, srv *prosodytest.Server) *rawClient {
 	}
 	io.WriteString(tc, open)
 	rc.readUntil(t, "</stream:features>")
-	io.WriteString(tc, "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>raw</resource></bind></iq>")
+	io.WriteString(tc, "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>"+resource+"</resource></bind></iq>")
 	got := rc.readUntil(t, "</iq>")
 	i, j := strings.Index(got, "<jid>"), strings.Index(got, "</jid>")
 	if i < 0 || j < i {
@@ -130,9 +138,30 @@ func dialRaw(t testing.TB, srv *prosodytest.Server) *rawClient {
 	}
 	rc.jid = got[i+5 : j]
 	c.SetDeadline(time.Time{})
-	// Drain everything the server sends from now on, so it never blocks on us.
-	go io.Copy(io.Discard, rc.rd)
+	// Read everything the server sends from now on (so it never blocks on us) and keep the
+	// first MiB for received.
+	go func() {
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := rc.rd.Read(buf)
+			rc.mu.Lock()
+			if len(rc.in) < 1<<20 {
+				rc.in = append(rc.in, buf[:n]...)
+			}
+			rc.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
 	return rc
+}
+
+// received returns what the server sent after binding (up to 1 MiB).
+func (rc *rawClient) received() string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return string(rc.in)
 }
 
 func (rc *rawClient) readUntil(t testing.TB, want string) string {

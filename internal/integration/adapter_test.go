@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -588,4 +589,71 @@ func TestAdapterPingDetectsDeadPath(t *testing.T) {
 	for i, c := range proxy.connections() {
 		checkTLSBeforeAuth(t, i, c.clientBytes())
 	}
+}
+
+// TestAdapterPresenceResentAfterReconnect: SetPresence's children (an XEP-0115 <c/>) go out at
+// once and again with every new session; another resource of the same account sees both.
+func TestAdapterPresenceResentAfterReconnect(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	jid, password := srv.Account(t)
+	watcher := dialRawAs(t, srv, jid, password, "watcher")
+	watcher.send(t, "<presence/>") // available: receives the broadcasts of the other resources
+	proxy := newCutProxy(t, srv.Addr)
+	rec := newEventRecorder()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := gosrcxmpp.Dial(ctx, gosrcxmpp.Config{
+		Address: proxy.addr(), JID: jid + "/caps", Password: password,
+		TLS:     &tls.Config{RootCAs: srv.RootCAs},
+		OnEvent: func(e gosrcxmpp.Event) {
+			if e.Kind == gosrcxmpp.Reconnected || e.Kind == gosrcxmpp.Disconnected {
+				rec.ch <- e
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const marker = "ver-marker-7Qx"
+	caps := `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://xtlsjingle.example" ver="` + marker + `"/>`
+	if err := c.SetPresence(ctx, []byte(caps)); err != nil {
+		t.Fatal(err)
+	}
+	waitCount := func(n int) {
+		t.Helper()
+		for strings.Count(watcher.received(), marker) < n {
+			if ctx.Err() != nil {
+				t.Fatalf("watcher saw the caps presence %d times, want %d:\n%s", strings.Count(watcher.received(), marker), n, watcher.received())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitCount(1)
+	proxy.cut()
+	rec.waitFor(t, gosrcxmpp.Reconnected, 20*time.Second)
+	waitCount(2)
+}
+
+// TestAdapterCloseLeavesNoGoroutines: after Close, no goroutine of the adapter or of
+// gosrc.io/xmpp (receive loop, keep-alive) is left.
+func TestAdapterCloseLeavesNoGoroutines(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	before := runtime.NumGoroutine()
+	a := dialAccount(t, srv, "", nil)
+	b := dialAccount(t, srv, "", nil)
+	echo(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 10; i++ {
+		if _, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	b.Close()
+	if _, err := a.Request(ctx, b.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); !errors.Is(err, gosrcxmpp.ErrClosed) {
+		t.Fatalf("request after Close: %v, want ErrClosed", err)
+	}
+	checkGoroutines(t, before, 0)
 }
