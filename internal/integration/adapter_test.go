@@ -604,7 +604,7 @@ func TestAdapterPresenceResentAfterReconnect(t *testing.T) {
 	defer cancel()
 	c, err := gosrcxmpp.Dial(ctx, gosrcxmpp.Config{
 		Address: proxy.addr(), JID: jid + "/caps", Password: password,
-		TLS:     &tls.Config{RootCAs: srv.RootCAs},
+		TLS: &tls.Config{RootCAs: srv.RootCAs},
 		OnEvent: func(e gosrcxmpp.Event) {
 			if e.Kind == gosrcxmpp.Reconnected || e.Kind == gosrcxmpp.Disconnected {
 				rec.ch <- e
