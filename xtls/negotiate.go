@@ -102,7 +102,7 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 	switch method {
 	case MethodSRP:
 		if s.Initiator {
-			fp, err = ClientXSRP(ctx, tc, c.cfg.Identity, c.local, password)
+			fp, err = ClientXSRP(ctx, tc, c.cfg.Identity, c.link.LocalJID(), password)
 		} else {
 			fp, err = ServerXSRP(ctx, tc, c.cfg.Identity, s.Peer, password)
 		}
@@ -138,9 +138,9 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 	if s.Initiator {
 		// GO-7: with x509, reading the responder's header is what proves the responder
 		// accepted our certificate; Initiate returns only after it.
-		st, err = xmlstream.Initiate(ctx, tc, c.local, s.Peer, c.cfg.Stream)
+		st, err = xmlstream.Initiate(ctx, tc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
 	} else {
-		st, err = xmlstream.Respond(ctx, tc, c.local, s.Peer, c.cfg.Stream)
+		st, err = xmlstream.Respond(ctx, tc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
 	}
 	if err != nil {
 		return fail(err)

@@ -46,7 +46,7 @@ type partyOpts struct {
 	transports xtls.TransportPolicy
 }
 
-func newParty(t *testing.T, n *xmpptest.Network, jid string, o partyOpts) *party {
+func newParty(t testing.TB, n *xmpptest.Network, jid string, o partyOpts) *party {
 	t.Helper()
 	id, err := xtls.NewIdentity(jid, xtls.KeyEd25519)
 	if err != nil {
@@ -283,7 +283,7 @@ func runSRPThenX509(t *testing.T, seed int64, faults bool) {
 }
 
 // pinEachOther pins both identities manually (as after an out-of-band comparison).
-func pinEachOther(t *testing.T, a, b *party) {
+func pinEachOther(t testing.TB, a, b *party) {
 	t.Helper()
 	now := time.Now()
 	ab, _ := xtls.BareJID(a.link.LocalJID())
