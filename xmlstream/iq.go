@@ -81,7 +81,7 @@ func (s *Stream) Request(ctx context.Context, to, typ string, payload []byte) ([
 	if len(b.Bytes()) > s.cfg.MaxStanzaSize {
 		return nil, ErrInvalidStanza
 	}
-	if err := s.enqueue(ctx, b.Bytes(), false, true); err != nil {
+	if err := s.enqueue(ctx, b.Bytes(), modeSync); err != nil {
 		return nil, err
 	}
 	select {
@@ -129,7 +129,7 @@ func (s *Stream) dispatchIQ(st *Stanza) error {
 	hd := s.handlers[st.payloadName]
 	s.mu.Unlock()
 	if hd == nil {
-		err := s.enqueue(context.Background(), s.iqReply(st, nil, &StanzaError{Type: "cancel", Condition: "service-unavailable"}), false, false)
+		err := s.enqueue(context.Background(), s.iqReply(st, nil, &StanzaError{Type: "cancel", Condition: "service-unavailable"}), modeTry)
 		if errors.Is(err, errQueueFull) {
 			return streamErr(PolicyViolation, "too many unanswered requests")
 		}
@@ -159,9 +159,7 @@ func (s *Stream) dispatchIQ(st *Stanza) error {
 		if len(b) > s.cfg.MaxStanzaSize {
 			b = s.iqReply(st, nil, &StanzaError{Type: "wait", Condition: "internal-server-error"})
 		}
-		ctx, cancel := context.WithCancel(s.hctx)
-		defer cancel()
-		_ = s.enqueue(ctx, b, false, true)
+		_ = s.enqueue(s.hctx, b, modeQueue)
 	}()
 	return nil
 }

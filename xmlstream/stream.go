@@ -135,6 +135,7 @@ type Stream struct {
 	hctx     context.Context
 	hcancel  context.CancelFunc
 
+	closing   chan struct{} // closed by Close: stanzas nobody will read are dropped
 	kill      chan struct{} // closed by Close when everything must stop
 	killOnce  sync.Once
 	closeOnce sync.Once
@@ -205,6 +206,7 @@ func newStream(rw io.ReadWriter, local, peer string, cfg *Config) *Stream {
 		handlers:  make(map[xml.Name]*iqHandler),
 		sem:       make(chan struct{}, c.MaxHandlers),
 		kill:      make(chan struct{}),
+		closing:   make(chan struct{}),
 		idPrefix:  randomID(6),
 	}
 	s.hctx, s.hcancel = context.WithCancel(context.Background())
@@ -443,10 +445,22 @@ func (s *Stream) writeLoop() {
 	}
 }
 
-// enqueue queues b for writing; wait says whether the caller waits for the write.
-func (s *Stream) enqueue(ctx context.Context, b []byte, final, wait bool) error {
-	req := &writeReq{b: b, final: final}
-	if wait {
+// How enqueue hands bytes to the writer.
+type writeMode int
+
+const (
+	modeSync  writeMode = iota // wait until written (Send, Request)
+	modeQueue                  // wait for room in the queue, not for the write (handler answers)
+	modeTry                    // never wait: fail with errQueueFull (answers from the reader)
+	modeFinal                  // the last write: </stream:stream>, possibly after a stream error
+)
+
+// enqueue queues b for the writer goroutine. Only modeSync waits for the network; the reader
+// goroutine and IQ handlers never do, so two streams that answer each other cannot deadlock
+// on an unbuffered transport (ERR-12).
+func (s *Stream) enqueue(ctx context.Context, b []byte, mode writeMode) error {
+	req := &writeReq{b: b, final: mode == modeFinal}
+	if mode == modeSync {
 		req.done = make(chan error, 1)
 	}
 	s.wmu.Lock()
@@ -458,37 +472,36 @@ func (s *Stream) enqueue(ctx context.Context, b []byte, final, wait bool) error 
 		}
 		return ErrClosed
 	}
-	if final {
+	switch mode {
+	case modeFinal:
 		s.wclosed = true
-	}
-	if !wait && !final {
+	case modeTry:
+		defer s.wmu.Unlock()
 		select {
 		case s.wq <- req:
-			s.wmu.Unlock()
 			return nil
 		default:
-			s.wmu.Unlock()
 			return errQueueFull
 		}
 	}
 	s.wmu.Unlock()
-	if final {
-		// Room is guaranteed eventually: the writer drains until it sees this request.
+	if mode == modeFinal {
+		// Room comes eventually: the writer drains until it sees this request.
 		select {
 		case s.wq <- req:
+			return nil
 		case <-s.kill:
 			return ErrClosed
 		}
-	} else {
-		select {
-		case s.wq <- req:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.closeSent:
-			return ErrClosed
-		}
 	}
-	if !wait {
+	select {
+	case s.wq <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closeSent:
+		return ErrClosed
+	}
+	if mode == modeQueue {
 		return nil
 	}
 	select {
@@ -513,7 +526,7 @@ func (s *Stream) closeWith(e *StreamError) {
 	if e != nil {
 		b = append(e.marshal(), b...)
 	}
-	_ = s.enqueue(context.Background(), b, true, false)
+	_ = s.enqueue(context.Background(), b, modeFinal)
 }
 
 // Send sends one stanza: a message, presence or iq element in jabber:client (with or without
@@ -525,7 +538,7 @@ func (s *Stream) Send(ctx context.Context, raw []byte) error {
 	if err := s.checkOutgoing(raw, "message", "presence", "iq"); err != nil {
 		return err
 	}
-	return s.enqueue(ctx, raw, false, true)
+	return s.enqueue(ctx, raw, modeSync)
 }
 
 // Encode marshals v with encoding/xml and sends it like Send.
@@ -604,7 +617,7 @@ func checkElement(raw []byte, maxDepth, maxAttrs int) (xml.Name, error) {
 
 // Keepalive sends a single space between stanzas (CORE-11).
 func (s *Stream) Keepalive(ctx context.Context) error {
-	return s.enqueue(ctx, []byte(" "), false, true)
+	return s.enqueue(ctx, []byte(" "), modeSync)
 }
 
 func (s *Stream) keepAlive() {
@@ -614,7 +627,7 @@ func (s *Stream) keepAlive() {
 	for {
 		select {
 		case <-t.C:
-			_ = s.enqueue(context.Background(), []byte(" "), false, false)
+			_ = s.enqueue(context.Background(), []byte(" "), modeTry)
 		case <-s.kill:
 			return
 		case <-s.closeSent:
@@ -666,6 +679,9 @@ func (s *Stream) readLoop() {
 		}
 		select {
 		case s.in <- st:
+		case <-s.closing:
+			// We closed our stream: nobody will read this stanza; keep reading to reach the
+			// peer's </stream:stream> (CORE-8).
 		case <-s.kill:
 			err = ErrClosed
 		}
@@ -689,10 +705,9 @@ func (s *Stream) readLoop() {
 		sendClose = false
 	}
 	if last != nil {
-		s.closeWith(last) // before Done, so that a Close by the application cannot overtake it
+		s.closeWith(last)
 	}
 	s.failPending()
-	close(s.done)
 	if last == nil && sendClose {
 		// Answers of running handlers go out before our closing tag, if they come soon; a
 		// handler still running then has its context canceled.
@@ -710,6 +725,9 @@ func (s *Stream) readLoop() {
 	if last == nil && sendClose {
 		s.closeWith(nil)
 	}
+	// Done only now, so that a Close by the application cannot overtake our stream error or
+	// the answers of running handlers.
+	close(s.done)
 	if last != nil || se != nil && se.Remote {
 		// CORE-8: wait for the peer's </stream:stream> without interpreting what comes; the
 		// bytes are discarded (bounded), Close unblocks the read at its timeout.
@@ -725,6 +743,7 @@ func (s *Stream) readLoop() {
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.closeWith(nil)
+		close(s.closing)
 		timer := time.NewTimer(s.cfg.CloseTimeout)
 		defer timer.Stop()
 		wait := func(ch <-chan struct{}) bool {

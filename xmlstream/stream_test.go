@@ -675,6 +675,40 @@ func TestCORE8_Close(t *testing.T) {
 	c2.Close()
 }
 
+// TestCORE8_CloseWithUnreadStanzas: Close does not wait for the application to read what the
+// peer sent before its </stream:stream>.
+func TestCORE8_CloseWithUnreadStanzas(t *testing.T) {
+	noLeaks(t)
+	a, b := pair(t, nil, nil)
+	ctx := ctxT(t)
+	// More than b's receive queue holds: a's sends block once it is full (backpressure).
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for range 200 {
+			if a.Send(ctx, []byte("<message><body>unread</body></message>")) != nil {
+				break
+			}
+			n++
+		}
+		sent <- n
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Errorf("b.Close = %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Errorf("a.Close = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("closing took %v", d)
+	}
+	if n := <-sent; n < 64 {
+		t.Errorf("only %d stanzas sent before the close", n)
+	}
+}
+
 // TestRemoteStreamError: a received <stream:error/> ends the stream with a remote error.
 func TestRemoteStreamError(t *testing.T) {
 	noLeaks(t)
@@ -716,8 +750,10 @@ func TestIdleTimeout(t *testing.T) {
 // TestCORE11_KeepAlive: with KeepAlive set, spaces flow and keep an idle peer from timing out.
 func TestCORE11_KeepAlive(t *testing.T) {
 	noLeaks(t)
-	a, b := pair(t, &xmlstream.Config{KeepAlive: 20 * time.Millisecond}, &xmlstream.Config{IdleTimeout: 150 * time.Millisecond})
-	time.Sleep(400 * time.Millisecond)
+	// Margins are wide (keepalive every 10 ms, timeout after 500 ms without a byte) so that a
+	// loaded machine does not make the test flaky; without keepalives the stream would die.
+	a, b := pair(t, &xmlstream.Config{KeepAlive: 10 * time.Millisecond}, &xmlstream.Config{IdleTimeout: 500 * time.Millisecond})
+	time.Sleep(time.Second)
 	if err := b.Err(); err != nil {
 		t.Fatalf("idle stream died despite keepalives: %v", err)
 	}
@@ -756,4 +792,100 @@ func TestXS12_ForeignFromInStream(t *testing.T) {
 	if _, err := a.Next(ctx); !errors.Is(err, &xmlstream.StreamError{Condition: xmlstream.InvalidFrom}) {
 		t.Errorf("a: %v", err)
 	}
+}
+
+// BenchmarkMessage measures one message from initiator to responder over net.Pipe.
+func BenchmarkMessage(b *testing.B) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	ctx := context.Background()
+	ch := make(chan *xmlstream.Stream)
+	go func() {
+		s, _ := xmlstream.Respond(ctx, c2, juliet, romeo, nil)
+		ch <- s
+	}()
+	a, _ := xmlstream.Initiate(ctx, c1, romeo, juliet, nil)
+	r := <-ch
+	defer r.Close()
+	defer a.Close()
+	msg := []byte("<message type='chat'><body>" + strings.Repeat("x", 100) + "</body></message>")
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	done := make(chan error)
+	go func() {
+		for range b.N {
+			if _, err := r.Next(ctx); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range b.N {
+		if err := a.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRequest measures one IQ round trip inside the stream over net.Pipe.
+func BenchmarkRequest(b *testing.B) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	ctx := context.Background()
+	ch := make(chan *xmlstream.Stream)
+	go func() {
+		s, _ := xmlstream.Respond(ctx, c2, juliet, romeo, nil)
+		ch <- s
+	}()
+	a, _ := xmlstream.Initiate(ctx, c1, romeo, juliet, nil)
+	r := <-ch
+	defer r.Close()
+	defer a.Close()
+	r.HandleIQ("urn:xmpp:ping", "ping", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, nil
+	})
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := a.Request(ctx, "", "get", []byte("<ping xmlns='urn:xmpp:ping'/>")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestERR12_NoCrossDeadlock: both sides flood each other with requests while answering the
+// other's over an unbuffered pipe, with one handler slot each; readers and handlers never wait
+// for the network, so nothing deadlocks.
+func TestERR12_NoCrossDeadlock(t *testing.T) {
+	noLeaks(t)
+	cfg := &xmlstream.Config{MaxHandlers: 1}
+	a, b := pair(t, cfg, cfg)
+	ctx := ctxT(t)
+	echo := func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) { return payload, nil }
+	a.HandleIQ("urn:example", "e", echo)
+	b.HandleIQ("urn:example", "e", echo)
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if g%2 == 1 {
+				s = b
+			}
+			for i := range 50 {
+				p := fmt.Sprintf("<e xmlns='urn:example' n='%d.%d'/>", g, i)
+				if got, err := s.Request(ctx, "", "get", []byte(p)); err != nil || string(got) != p {
+					t.Errorf("%s: %s %v", p, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
