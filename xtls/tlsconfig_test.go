@@ -3,9 +3,18 @@ package xtls
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"runtime"
 	"strings"
@@ -292,5 +301,47 @@ func TestA7_TLSExporterProperties(t *testing.T) {
 	}
 	if bytes.Equal(e(c3, nil), e(c3, []byte{})) {
 		t.Error("TLS 1.2: nil and empty context give the same value")
+	}
+}
+
+// PeerFingerprint accepts one self-signed certificate with an Ed25519, P-256 or RSA ≥ 2048
+// key (other XTLS clients use RSA); it rejects short RSA keys, chains and certificates not
+// signed by their own key.
+func TestPeerFingerprintCertificateChecks(t *testing.T) {
+	mk := func(key crypto.Signer, parent *x509.Certificate, parentKey crypto.Signer) *x509.Certificate {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	good := mk(rsa2048, nil, nil)
+	if fp, err := PeerFingerprint(tls.ConnectionState{PeerCertificates: []*x509.Certificate{good}}); err != nil || !fp.Equal(FingerprintOf(good.Raw)) {
+		t.Errorf("RSA-2048 self-signed: %v", err)
+	}
+	bad := map[string][]*x509.Certificate{
+		"RSA-1024":          {mk(rsa1024, nil, nil)},
+		"P-384":             {mk(p384, nil, nil)},
+		"signed by another": {mk(ed, good, rsa2048)},
+		"chain of two":      {good, good},
+		"none":              nil,
+	}
+	for name, certs := range bad {
+		if _, err := PeerFingerprint(tls.ConnectionState{PeerCertificates: certs}); !errors.Is(err, ErrCertificate) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
