@@ -24,7 +24,8 @@
 //   - Reconnection: a lost connection (read or write error, stream error, server close, or an
 //     unanswered XEP-0199 ping) is replaced by a brand-new library client and transport, with
 //     backoff; TLS is always negotiated before authentication; the presence set by SetPresence
-//     is sent again. Stream management and Resume are never used (§3.A2, §3.C).
+//     is sent again. Stream management and Resume are never used (§3.A2, §3.C). After the
+//     stream error conflict (another client took our full JID) the client does not reconnect.
 //   - Handlers run with recover; a panic becomes internal-server-error (§3.A8). An IQ get/set
 //     that no handler takes gets service-unavailable; XEP-0199 pings are answered.
 //
@@ -117,6 +118,10 @@ const (
 	Connected    EventKind = iota + 1 // the first session is established (during Dial)
 	Disconnected                      // the session was lost; Err says why; reconnecting
 	Reconnected                       // a new session is established; JID is its full JID
+	// Stopped: the server ended the session with the stream error conflict (another client
+	// logged in with the same full JID) and the client does not reconnect, so that two clients
+	// do not take the resource from each other forever. Only Close remains to be called.
+	Stopped
 )
 
 func (k EventKind) String() string {
@@ -127,6 +132,8 @@ func (k EventKind) String() string {
 		return "disconnected"
 	case Reconnected:
 		return "reconnected"
+	case Stopped:
+		return "stopped"
 	}
 	return "EventKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -316,6 +323,12 @@ func (c *Client) supervise(s *session) {
 		c.mu.Unlock()
 		c.tracker.failAll(ErrDisconnected)
 		c.emit(Event{Kind: Disconnected, Err: s.t.err()})
+		var se *StreamError
+		if errors.As(s.t.err(), &se) && se.Condition == "conflict" {
+			c.emit(Event{Kind: Stopped, Err: se})
+			<-c.ctx.Done()
+			return
+		}
 		next, attempts := c.reconnect()
 		if next == nil {
 			return // closed

@@ -657,3 +657,47 @@ func TestAdapterCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	checkGoroutines(t, before, 0)
 }
+
+// TestAdapterResourceConflictStops (GOSRC.md §3.A1): a second login with the same full JID
+// makes the server end the first session with the stream error conflict; the first client
+// reports Stopped and does not fight for the resource, the second stays connected and
+// answers.
+func TestAdapterResourceConflictStops(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	jid, password := srv.Account(t)
+	dial := func(rec *eventRecorder) *gosrcxmpp.Client {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		cfg := gosrcxmpp.Config{Address: srv.Addr, JID: jid + "/same", Password: password,
+			TLS: &tls.Config{RootCAs: srv.RootCAs}}
+		rec.install(&cfg)
+		c, err := gosrcxmpp.Dial(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	rec1, rec2 := newEventRecorder(), newEventRecorder()
+	first := dial(rec1)
+	second := dial(rec2)
+	echo(second)
+	e := rec1.waitFor(t, gosrcxmpp.Stopped, 10*time.Second)
+	var se *gosrcxmpp.StreamError
+	if !errors.As(e.Err, &se) || se.Condition != "conflict" {
+		t.Fatalf("stopped because of %v, want stream error conflict", e.Err)
+	}
+	if _, err := first.Request(context.Background(), "", "get", []byte(`<ping xmlns="urn:xmpp:ping"/>`)); !errors.Is(err, gosrcxmpp.ErrDisconnected) {
+		t.Fatalf("stopped client's request: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // room for a fight, if there were one
+	if n := rec2.count(gosrcxmpp.Disconnected); n != 0 {
+		t.Fatalf("second client was disconnected %d times", n)
+	}
+	a := dialAccount(t, srv, "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.Request(ctx, second.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
+		t.Fatalf("second client does not answer: %v", err)
+	}
+}
