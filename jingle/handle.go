@@ -228,6 +228,9 @@ func (s *Session) apply(j *Jingle) error {
 				return outOfOrder(j.Action.String() + " without transport-replace") // J-37
 			}
 		}
+		if len(s.events) >= eventQueue {
+			return &Error{Type: "wait", Condition: "resource-constraint"}
+		}
 		var ts []Transport
 		var raws [][]byte
 		for _, c := range j.Contents {
@@ -236,17 +239,17 @@ func (s *Session) apply(j *Jingle) error {
 				ts, raws = append(ts, t), append(raws, c.Transport)
 			}
 		}
-		ev := Event{Action: j.Action, Contents: j.Contents, Reason: j.Reason}
-		if err := s.emitLocked(ev); err != nil {
-			return err
-		}
+		// The transports see the answer before the application sees the event (which may
+		// make it call Establish at once).
 		unlock()
 		for i, t := range ts {
 			if err := t.HandleAccept(raws[i]); err != nil {
 				return stanzaError(err)
 			}
 		}
-		return nil
+		s.mu.Lock()
+		locked = true
+		return s.emitLocked(Event{Action: j.Action, Contents: j.Contents, Reason: j.Reason})
 
 	case ContentAdd:
 		for _, c := range j.Contents {

@@ -505,3 +505,31 @@ func TestXTLS15_AcceptWithoutSecurityIsVisible(t *testing.T) {
 		t.Fatalf("%+v", term.j.Reason)
 	}
 }
+
+// TestTransportAcceptReachesTransportBeforeEvent: after transport-replace (JS5B-14 fallback),
+// the peer's transport-accept is handed to the newly bound Transport before the application
+// sees the event, so Establish right after the event finds the transport ready.
+func TestTransportAcceptReachesTransportBeforeEvent(t *testing.T) {
+	f := newFixture(t, "active/initiator", Config{})
+	<-f.s.Events() // session-accept
+	ft := &fakeTransport{}
+	if err := f.s.Bind("xmlstream", ft); err != nil {
+		t.Fatal(err)
+	}
+	tr := Content{Creator: CreatorInitiator, Name: "xmlstream", Transport: ft.Element()}
+	if err := f.s.Send(context.Background(), TransportReplace, []Content{tr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.fl.deliver(peerJID, mustMarshal(t, &Jingle{Action: TransportAccept, SID: f.sid, Contents: []Content{tr}}))
+	wantErr(t, err, "", "")
+	ev := <-f.s.Events()
+	ft.mu.Lock()
+	n := len(ft.accepted)
+	ft.mu.Unlock()
+	if ev.Action != TransportAccept || n != 1 {
+		t.Fatalf("event %v, transport saw %d accepts", ev.Action, n)
+	}
+	// A second transport-accept has no transport-replace to answer (J-37).
+	_, err = f.fl.deliver(peerJID, mustMarshal(t, &Jingle{Action: TransportAccept, SID: f.sid, Contents: []Content{tr}, Reason: &Reason{Condition: Success}}))
+	wantErr(t, err, "unexpected-request", "out-of-order")
+}
