@@ -34,7 +34,7 @@ type s5bPair struct {
 	ini, res *socks5.JingleTransport
 }
 
-func newS5BPair(t *testing.T, srv *prosodytest.Server, iniCfg, resCfg func(*socks5.Config)) *s5bPair {
+func newS5BPair(t testing.TB, srv *prosodytest.Server, iniCfg, resCfg func(*socks5.Config)) *s5bPair {
 	t.Helper()
 	p := &s5bPair{a: dialAccount(t, srv, "ini", nil), b: dialAccount(t, srv, "res", nil)}
 	ic := socks5.Config{Link: p.a, PeerJID: p.b.LocalJID()}
@@ -67,7 +67,7 @@ func newS5BPair(t *testing.T, srv *prosodytest.Server, iniCfg, resCfg func(*sock
 	return p
 }
 
-func (p *s5bPair) establish(t *testing.T) (ini, res net.Conn) {
+func (p *s5bPair) establish(t testing.TB) (ini, res net.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -97,7 +97,7 @@ func (p *s5bPair) establish(t *testing.T) (ini, res net.Conn) {
 }
 
 // discoverProxy finds Prosody's mod_proxy65 through the adapter (S5B-2).
-func discoverProxy(t *testing.T, srv *prosodytest.Server, c *gosrcxmpp.Client) socks5.Streamhost {
+func discoverProxy(t testing.TB, srv *prosodytest.Server, c *gosrcxmpp.Client) socks5.Streamhost {
 	t.Helper()
 	hosts, err := socks5.DiscoverProxies(t.Context(), c, srv.Domain, nil)
 	if err != nil {
@@ -518,4 +518,78 @@ func TestS5BSlixmppRequester(t *testing.T) {
 	if int(n) != want || hex.EncodeToString(h.Sum(nil)) != sum {
 		t.Fatalf("received %d bytes %x; slixmpp sent %d, %s", n, h.Sum(nil), want, sum)
 	}
+}
+
+// BenchmarkS5BProxy65 measures bulk throughput through Prosody's mod_proxy65 for a connection
+// negotiated by the Jingle transport and for a raw relay (two plain SOCKS5 connections and an
+// activation), with plain loopback TCP as the baseline, in one run (issue 4: proxy ≥ 0.9× raw
+// relay).
+func BenchmarkS5BProxy65(b *testing.B) {
+	srv := prosodytest.Shared(b)
+	probe := dialAccount(b, srv, "probe", nil)
+	proxy := discoverProxy(b, srv, probe)
+	pump := func(b *testing.B, w, r net.Conn) {
+		buf := make([]byte, 64<<10)
+		b.SetBytes(int64(len(buf)))
+		done := make(chan int64, 1)
+		go func() {
+			n, _ := io.Copy(io.Discard, r)
+			done <- n
+		}()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := w.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w.(interface{ CloseWrite() error }).CloseWrite()
+		if n := <-done; n != int64(b.N)*int64(len(buf)) {
+			b.Fatalf("received %d of %d bytes", n, int64(b.N)*int64(len(buf)))
+		}
+	}
+	b.Run("jingle-proxy", func(b *testing.B) {
+		p := newS5BPair(b, srv, func(c *socks5.Config) { c.Proxies = []socks5.Streamhost{proxy} }, nil)
+		ini, res := p.establish(b)
+		pump(b, ini, res)
+	})
+	b.Run("raw-relay", func(b *testing.B) {
+		x, y := dialAccount(b, srv, "x", nil), dialAccount(b, srv, "y", nil)
+		sid := fmt.Sprintf("raw%d", time.Now().UnixNano())
+		dst := socks5.DstAddr(sid, x.LocalJID(), y.LocalJID())
+		addr := net.JoinHostPort(proxy.Host, strconv.Itoa(proxy.Port))
+		target, err := socks5.Dial(b.Context(), addr, dst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer target.Close()
+		requester, err := socks5.Dial(b.Context(), addr, dst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer requester.Close()
+		if err := socks5.Activate(b.Context(), x, proxy.JID, sid, y.LocalJID()); err != nil {
+			b.Fatal(err)
+		}
+		pump(b, requester, target)
+	})
+	b.Run("tcp-loopback", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, _ := ln.Accept()
+			ch <- c
+		}()
+		w, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close()
+		r := <-ch
+		defer r.Close()
+		pump(b, w, r)
+	})
 }
