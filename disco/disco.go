@@ -423,6 +423,7 @@ type Error struct {
 	Text      string
 }
 
+// Error implements error.
 func (e *Error) Error() string {
 	if e.Text != "" {
 		return "disco: " + e.Condition + ": " + e.Text

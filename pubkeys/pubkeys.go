@@ -90,6 +90,7 @@ type Error struct {
 	Text      string
 }
 
+// Error implements error.
 func (e *Error) Error() string {
 	s := "pubkeys: " + e.Condition
 	if e.App.Local != "" {

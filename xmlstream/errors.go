@@ -46,6 +46,7 @@ type StreamError struct {
 	Remote    bool
 }
 
+// Error implements error.
 func (e *StreamError) Error() string {
 	s := "xmlstream: stream error " + e.Condition
 	if e.Remote {
@@ -90,6 +91,7 @@ type StanzaError struct {
 	Text      string
 }
 
+// Error implements error.
 func (e *StanzaError) Error() string {
 	s := "xmlstream: stanza error " + e.Type + " " + e.Condition
 	if e.App.Local != "" {

@@ -24,6 +24,7 @@ type recorder struct {
 	limit int
 }
 
+// ReadByte returns the next byte and records it, or errTooBig past the limit.
 func (r *recorder) ReadByte() (byte, error) {
 	if len(r.buf) >= r.limit {
 		return 0, errTooBig
@@ -58,6 +59,7 @@ type deadlineReader struct {
 	setter  interface{ SetReadDeadline(time.Time) error }
 }
 
+// Read reads from the underlying reader after moving the read deadline.
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	if d.setter != nil && d.timeout > 0 {
 		_ = d.setter.SetReadDeadline(time.Now().Add(d.timeout))
