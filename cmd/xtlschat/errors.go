@@ -46,7 +46,10 @@ func exitCode(err error) int {
 		return ee.code
 	}
 	var pe *xtls.PinError
+	var xe *xtls.Error
 	switch {
+	case errors.As(err, &xe) && xe.Condition == "security-error":
+		return exitSecurity
 	case errors.As(err, &pe), errors.Is(err, xtls.ErrXSRPFailed), errors.Is(err, xtls.ErrDowngrade),
 		errors.Is(err, xtls.ErrCertificate):
 		return exitSecurity
@@ -57,11 +60,8 @@ func exitCode(err error) int {
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitSession
 	}
-	var xe *xtls.Error
 	if errors.As(err, &xe) {
 		switch xe.Condition {
-		case "security-error":
-			return exitSecurity
 		case "decline", "busy", "unsupported-applications", "unsupported-transports", "incompatible-parameters":
 			return exitPeer
 		}
@@ -77,7 +77,11 @@ func exitCode(err error) int {
 }
 
 // describe turns an error into a sentence for people, with the security meaning spelled out.
-func describe(err error) string {
+// Errors can carry text from peers (a session-terminate reason), so the result is escaped for
+// the terminal.
+func describe(err error) string { return escapeTerminal(describeRaw(err)) }
+
+func describeRaw(err error) string {
 	var pe *xtls.PinError
 	switch {
 	case errors.As(err, &pe) && pe.Changed:
@@ -86,6 +90,16 @@ func describe(err error) string {
 		return fmt.Sprintf("%s is not verified yet — session refused (open it with a shared password: --method srp, or compare its fingerprint out of band and /verify it)", pe.Peer)
 	case errors.Is(err, xtls.ErrXSRPFailed):
 		return "password check failed: wrong shared password or an attack — session refused, nothing was pinned"
+	}
+	var xe *xtls.Error
+	if errors.As(err, &xe) && xe.Condition == "security-error" && xe.Text != "" {
+		by := ""
+		if xe.Remote {
+			by = " (reported by the peer)"
+		}
+		return "security error with " + xe.Peer + by + ": " + xe.Text
+	}
+	switch {
 	case errors.Is(err, xtls.ErrNoMethod):
 		return "this peer is not verified yet: agree on a one-time shared password with it (out of band) and open with --method srp, or /verify its fingerprint"
 	case errors.Is(err, xtls.ErrNotSupported):
