@@ -79,7 +79,9 @@ func (s *Session) State() State {
 }
 
 // Contents returns a copy of the session's current contents: those of session-initiate, as
-// replaced by session-accept and changed by content-* actions.
+// replaced by session-accept and changed by content-* actions. After session-accept each
+// content is the responder's answer as sent, so a nil Security means the responder did not
+// take up the security precondition (XTLS-10, XTLS-15).
 func (s *Session) Contents() []Content {
 	s.mu.Lock()
 	defer s.mu.Unlock()
