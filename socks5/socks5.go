@@ -231,11 +231,10 @@ type Listener struct {
 
 	mu      sync.Mutex
 	expect  map[string]*expectation
-	pending map[net.Conn]struct{}
+	pending map[net.Conn]time.Time // connections in their handshake, by arrival
 	closed  bool
 
-	slots chan struct{}
-	wg    sync.WaitGroup
+	wg sync.WaitGroup
 }
 
 type expectation struct {
@@ -269,8 +268,7 @@ func NewListener(ln net.Listener, handshakeTimeout time.Duration) *Listener {
 		ln:      ln,
 		timeout: handshakeTimeout,
 		expect:  make(map[string]*expectation),
-		pending: make(map[net.Conn]struct{}),
-		slots:   make(chan struct{}, maxPendingHandshakes),
+		pending: make(map[net.Conn]time.Time),
 	}
 	l.wg.Add(1)
 	go l.serve()
@@ -348,20 +346,26 @@ func (l *Listener) serve() {
 			continue
 		}
 		backoff = 0
-		select {
-		case l.slots <- struct{}{}:
-		default:
-			conn.Close() // too many handshakes in progress
-			continue
-		}
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
 			conn.Close()
-			<-l.slots
 			return
 		}
-		l.pending[conn] = struct{}{}
+		if len(l.pending) >= maxPendingHandshakes {
+			// Full (e.g. a flood of connections that never speak): evict the oldest, so a
+			// stalling crowd cannot keep the peer's real connection out.
+			var oldest net.Conn
+			var at time.Time
+			for c, t := range l.pending {
+				if oldest == nil || t.Before(at) {
+					oldest, at = c, t
+				}
+			}
+			delete(l.pending, oldest)
+			oldest.Close()
+		}
+		l.pending[conn] = time.Now()
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go l.handshake(conn)
@@ -375,7 +379,6 @@ func (l *Listener) handshake(conn net.Conn) {
 		l.mu.Lock()
 		delete(l.pending, conn)
 		l.mu.Unlock()
-		<-l.slots
 		if !delivered {
 			conn.Close()
 		}
@@ -397,10 +400,11 @@ func (l *Listener) handshake(conn net.Conn) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	l.mu.Lock()
-	delete(l.pending, conn) // from here on the connection belongs to deliver
+	_, still := l.pending[conn] // false: evicted (and closed) meanwhile
+	delete(l.pending, conn)     // from here on the connection belongs to deliver
 	closed := l.closed
 	l.mu.Unlock()
-	if closed {
+	if closed || !still {
 		return
 	}
 	delivered = e.deliver(conn)

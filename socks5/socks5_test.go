@@ -145,6 +145,47 @@ func TestS5B13_ListenerRejects(t *testing.T) {
 	}
 }
 
+// TestListenerStallFlood: more stalled connections than the listener keeps in their handshake
+// (and a long handshake timeout) do not keep the real connection out: the oldest are evicted.
+func TestListenerStallFlood(t *testing.T) {
+	checkGoroutines(t)
+	l := listen(t, time.Minute)
+	var stalled []net.Conn
+	defer func() {
+		for _, c := range stalled {
+			c.Close()
+		}
+	}()
+	for i := 0; i < maxPendingHandshakes+16; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte{5}) // half a greeting
+		stalled = append(stalled, c)
+	}
+	c, s := pair(t, l, DstAddr("flood", "a@x/1", "b@y/2"))
+	c.Write([]byte("ok"))
+	buf := make([]byte, 2)
+	s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ok" {
+		t.Errorf("real connection after a flood: %q %v", buf, err)
+	}
+	c.Close()
+	s.Close()
+	// The first stalled connections were evicted (closed by the listener).
+	stalled[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := stalled[0].Read(buf); err == nil {
+		t.Error("oldest stalled connection still open")
+	}
+	l.mu.Lock()
+	n := len(l.pending)
+	l.mu.Unlock()
+	if n > maxPendingHandshakes {
+		t.Errorf("%d handshakes pending, limit %d", n, maxPendingHandshakes)
+	}
+}
+
 // TestS5B4_CaseInsensitive: DST.ADDR is compared case-insensitively.
 func TestS5B4_CaseInsensitive(t *testing.T) {
 	l := listen(t, time.Second)
