@@ -91,6 +91,7 @@ type JingleTransport struct {
 	closeCh      chan struct{}
 	stopExpect   func()
 	establishing bool
+	nominated    Candidate
 }
 
 // NewJingleTransport builds the initiator's transport for a session with cfg.PeerJID.
@@ -252,6 +253,16 @@ func HostAddresses(filter func(net.Interface) bool, loopback bool) ([]string, er
 		}
 	}
 	return out, nil
+}
+
+// Nominated returns the candidate nominated by Establish (JS5B-11), or the zero Candidate
+// before that. Its Type tells whether the bytestream runs through a proxy: a request/response
+// protocol over a proxy should send a keep-alive after a burst of writes, because Prosody's
+// mod_proxy65 may hold back the last bytes until more arrive (see the package documentation).
+func (t *JingleTransport) Nominated() Candidate {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nominated
 }
 
 // Namespace returns urn:xmpp:jingle:transports:s5b:1.
@@ -501,6 +512,13 @@ func (t *JingleTransport) establish(ctx context.Context, sendInfo func(ctx conte
 	if !ok {
 		return nil, fmt.Errorf("%w: both sides sent candidate-error (JS5B-11a)", ErrNoConnection)
 	}
+	nominated := theirs
+	if useMine {
+		nominated = &mine.cand
+	}
+	t.mu.Lock()
+	t.nominated = *nominated
+	t.mu.Unlock()
 	if useMine {
 		if mine.cand.Type == Proxy {
 			// JS5B-12: the peer offered this proxy; it activates it. Send nothing before.

@@ -248,6 +248,50 @@ func TestJS5B11_HigherPriorityWins(t *testing.T) {
 	checkStream(t, ini.conn, res.conn)
 }
 
+// TestJS5B4_CandidatesLater: the responder's session-accept carries no candidate and sends
+// them later in a transport-info (JS5B-4); the initiator uses them.
+func TestJS5B4_CandidatesLater(t *testing.T) {
+	checkGoroutines(t)
+	l := mustListen(t)
+	n := xmpptest.NewNetwork(12)
+	romeo, juliet := n.Party(romeoJID), n.Party(julietJID)
+	defer romeo.Close()
+	defer juliet.Close()
+	ini, err := NewJingleTransport(Config{Link: romeo, PeerJID: julietJID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ini.Close()
+	res, err := AcceptJingleTransport(Config{Link: juliet, PeerJID: romeoJID, Listener: l}, ini.Element())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	if err := ini.HandleAccept((&Transport{SID: ini.SID()}).Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ini.HandleInfo(res.Element()); err != nil { // candidates in transport-info
+		t.Fatal(err)
+	}
+	s := &session{n: n, romeo: romeo, juliet: juliet, ini: ini, res: res}
+	romeo.HandleIQ(NSJingleS5B, "transport", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, ini.HandleInfo(payload)
+	})
+	juliet.HandleIQ(NSJingleS5B, "transport", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, res.HandleInfo(payload)
+	})
+	a, b := s.establish(t.Context())
+	if a.err != nil || b.err != nil {
+		t.Fatalf("establish: %v / %v", a.err, b.err)
+	}
+	defer a.conn.Close()
+	defer b.conn.Close()
+	if ini.Nominated().CID != res.local[0].CID {
+		t.Errorf("nominated %+v, want the late candidate %s", ini.Nominated(), res.local[0].CID)
+	}
+	checkStream(t, a.conn, b.conn)
+}
+
 // TestJS5B11_NominationTable covers every case of JS5B-11.
 func TestJS5B11_NominationTable(t *testing.T) {
 	hi := &Candidate{CID: "hi", Priority: Priority(Direct, 10)}
@@ -337,6 +381,9 @@ func TestJS5B12_ProxyActivation(t *testing.T) {
 	defer ini.conn.Close()
 	defer res.conn.Close()
 	checkStream(t, ini.conn, res.conn)
+	if ni, nr := s.ini.Nominated(), s.res.Nominated(); ni.Type != Proxy || ni != nr || ni.CID != s.ini.local[0].CID {
+		t.Errorf("nominated %+v / %+v, want the initiator's proxy on both sides", ni, nr)
+	}
 	r := s.sent(romeoJID)
 	if len(r) != 2 || !r[0].CandidateError || r[1].Activated != s.ini.local[0].CID {
 		t.Errorf("initiator sent %+v, want candidate-error then activated", r)
