@@ -58,3 +58,33 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzInitiate feeds arbitrary bytes to an initiator as the responder's side of the stream
+// (header, features, stanzas): never panics, always ends on finite input.
+func FuzzInitiate(f *testing.F) {
+	files, _ := fs.Glob(testvectors.FS, "xmlstream/*.xml")
+	for _, name := range files {
+		b, _ := fs.ReadFile(testvectors.FS, name)
+		f.Add(b)
+	}
+	f.Add([]byte("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='juliet@capulet.lit/balcony' to='romeo@montague.lit/orchard' id='a' version='1.0'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features><message/></stream:stream>"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := &scriptConn{r: bytes.NewReader(in)}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cfg := &xmlstream.Config{MaxStanzaSize: 2048, MaxDepth: 8, MaxAttrs: 8, CloseTimeout: 50 * time.Millisecond}
+		s, err := xmlstream.Initiate(ctx, c, "romeo@montague.lit/orchard", "juliet@capulet.lit/balcony", cfg)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		for {
+			if _, err := s.Next(ctx); err != nil {
+				if ctx.Err() != nil {
+					t.Fatal("stream did not end on finite input")
+				}
+				return
+			}
+		}
+	})
+}

@@ -244,5 +244,8 @@ func parseStanzaError(raw []byte) *StanzaError {
 		}
 	}
 	e.Text = text.String()
+	if len(e.Text) > 1024 {
+		e.Text = e.Text[:1024]
+	}
 	return e
 }
