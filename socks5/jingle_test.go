@@ -551,3 +551,31 @@ func TestJS5B_Faults(t *testing.T) {
 		})
 	}
 }
+
+// TestHostAddresses: loopback addresses appear only when asked for; the filter applies.
+func TestHostAddresses(t *testing.T) {
+	with, err := HostAddresses(nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasLoop := false
+	for _, a := range with {
+		hasLoop = hasLoop || a == "127.0.0.1"
+	}
+	if !hasLoop {
+		t.Errorf("HostAddresses(nil, true) = %v, want 127.0.0.1 among them", with)
+	}
+	without, err := HostAddresses(nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range without {
+		if ip := net.ParseIP(a); ip == nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+			t.Errorf("HostAddresses(nil, false) returned %s", a)
+		}
+	}
+	none, _ := HostAddresses(func(net.Interface) bool { return false }, true)
+	if len(none) != 0 {
+		t.Errorf("filter rejecting all interfaces: %v", none)
+	}
+}
