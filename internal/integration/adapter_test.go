@@ -690,6 +690,10 @@ func TestAdapterResourceConflictStops(t *testing.T) {
 	if _, err := first.Request(context.Background(), "", "get", []byte(`<ping xmlns="urn:xmpp:ping"/>`)); !errors.Is(err, gosrcxmpp.ErrDisconnected) {
 		t.Fatalf("stopped client's request: %v", err)
 	}
+	// The library's receive loop and keep-alive of the first session have exited (§3.A1: with
+	// the library's own transport, recv would hang after the server's stream close).
+	waitStacks(t, "gosrc.io/xmpp.(*Client).recv", 1)
+	waitStacks(t, "gosrc.io/xmpp.keepalive", 1)
 	time.Sleep(500 * time.Millisecond) // room for a fight, if there were one
 	if n := rec2.count(gosrcxmpp.Disconnected); n != 0 {
 		t.Fatalf("second client was disconnected %d times", n)
@@ -699,5 +703,23 @@ func TestAdapterResourceConflictStops(t *testing.T) {
 	defer cancel()
 	if _, err := a.Request(ctx, second.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
 		t.Fatalf("second client does not answer: %v", err)
+	}
+}
+
+// waitStacks waits until exactly n goroutines have fn on their stack, or fails.
+func waitStacks(t testing.TB, fn string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		got := strings.Count(string(buf), fn+"(")
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines in %s, want %d", got, fn, n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
