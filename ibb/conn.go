@@ -43,11 +43,15 @@ type Conn struct {
 	ctx    context.Context // cancelled when the stream ends; bounds in-flight requests
 	cancel context.CancelFunc
 
-	wrSem    chan struct{} // one Write at a time
-	slots    chan struct{} // unacknowledged data IQs
-	inflight sync.WaitGroup
+	wrSem     chan struct{} // one Write at a time
+	ackNotify chan struct{} // poke: the send window moved
+	inflight  sync.WaitGroup
 	sendSeq  uint16        // guarded by wrSem
 	lastSent chan struct{} // closed when the previous block's request started; guarded by wrSem
+
+	smu      sync.Mutex
+	sendBase uint16          // oldest unacknowledged seq
+	acked    map[uint16]bool // acknowledged seqs at or after sendBase
 
 	readDL, writeDL deadline
 	readNotify      chan struct{} // poke: data or end of stream
@@ -94,7 +98,8 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		cancel:     cancel,
 		wrSem:      make(chan struct{}, 1),
 		lastSent:   closedChan,
-		slots:      make(chan struct{}, h.cfg.Window),
+		ackNotify:  make(chan struct{}, 1),
+		acked:      make(map[uint16]bool),
 		readDL:     makeDeadline(),
 		writeDL:    makeDeadline(),
 		readNotify: make(chan struct{}, 1),
@@ -257,14 +262,19 @@ func (c *Conn) Write(b []byte) (int, error) {
 			chunk = chunk[:c.blockSize]
 		}
 		if c.stanza == StanzaIQ {
-			select {
-			case c.slots <- struct{}{}:
-			case <-c.closedCh:
-				return n, c.opError("write", net.ErrClosed)
-			case <-c.doneCh:
-				return n, c.writeState()
-			case <-c.writeDL.wait():
-				return n, c.opError("write", os.ErrDeadlineExceeded)
+			// Sliding window (IBB-10): a block is sent only while it is less than Window
+			// ahead of the oldest unacknowledged one, so the receiver never holds more
+			// than Window blocks behind a gap, however late one of them is.
+			for !c.inWindow() {
+				select {
+				case <-c.ackNotify:
+				case <-c.closedCh:
+					return n, c.opError("write", net.ErrClosed)
+				case <-c.doneCh:
+					return n, c.writeState()
+				case <-c.writeDL.wait():
+					return n, c.opError("write", os.ErrDeadlineExceeded)
+				}
 			}
 		}
 		payload := AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
@@ -273,7 +283,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			c.inflight.Add(1)
 			prev, started := c.lastSent, make(chan struct{})
 			c.lastSent = started
-			go c.sendData(payload, prev, started)
+			go c.sendData(c.sendSeq-1, payload, prev, started)
 		} else if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
 			c.fail(&RemoteError{Op: "data", Err: err}, true)
 			return n, c.writeState()
@@ -287,7 +297,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 // its request only after the previous block's request started, so that blocks leave in seq
 // order as far as the link allows (IBB-14: most receivers process them in wire order; see
 // Config.Window).
-func (c *Conn) sendData(payload []byte, prev <-chan struct{}, started chan<- struct{}) {
+func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, started chan<- struct{}) {
 	defer c.inflight.Done()
 	select {
 	case <-prev:
@@ -295,13 +305,28 @@ func (c *Conn) sendData(payload []byte, prev <-chan struct{}, started chan<- str
 	}
 	close(started)
 	_, err := c.h.link.Request(c.ctx, c.key.peer, "set", payload)
-	<-c.slots
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return // the stream already ended
 		}
 		c.fail(&RemoteError{Op: "data", Err: err}, true) // IBB-13
+		return
 	}
+	c.smu.Lock()
+	c.acked[seq] = true
+	for c.acked[c.sendBase] {
+		delete(c.acked, c.sendBase)
+		c.sendBase++
+	}
+	c.smu.Unlock()
+	poke(c.ackNotify)
+}
+
+// inWindow reports whether the next block may be sent. Called with wrSem held.
+func (c *Conn) inWindow() bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return int(c.sendSeq-c.sendBase) < c.window
 }
 
 // receive handles one data block from the peer (IBB-7, IBB-12, IBB-14).
@@ -377,10 +402,10 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 		c.mu.Unlock()
 		return nil
 	}
-	// Flow control (IBB-10): the ack is withheld until the block is in order (so a sender
-	// never gets further ahead of a missing block than its window, whatever the delays) and
-	// while the reader is more than the receive window behind.
-	for (uint16(c.next-seq-1) >= 32768 || len(c.ready) > c.recvWin) && !c.localClosed && !c.finished {
+	// Flow control (IBB-10): the ack is withheld while the reader is more than the receive
+	// window behind. (Blocks held behind a gap are acknowledged: the sender's sliding window
+	// keeps it from running ahead of the missing one.)
+	for len(c.ready) > c.recvWin && !c.localClosed && !c.finished {
 		room := c.room
 		c.mu.Unlock()
 		select {
@@ -392,7 +417,7 @@ func (c *Conn) receive(ctx context.Context, seq uint16, payload []byte, iq bool)
 		}
 		c.mu.Lock()
 	}
-	lost := c.localClosed || uint16(c.next-seq-1) >= 32768
+	lost := c.localClosed || (c.finished && uint16(c.next-seq-1) >= 32768)
 	c.mu.Unlock()
 	if lost {
 		return withText(ErrItemNotFound, "bytestream closed")
