@@ -723,3 +723,18 @@ func waitStacks(t testing.TB, fn string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// BenchmarkAdapterRequest measures one IQ round trip between two accounts through Prosody.
+func BenchmarkAdapterRequest(b *testing.B) {
+	srv := prosodytest.Shared(b)
+	a := dialAccount(b, srv, "", nil)
+	peer := dialAccount(b, srv, "", nil)
+	echo(peer)
+	ctx := context.Background()
+	p := []byte(`<echo xmlns="` + nsTest + `"/>`)
+	for b.Loop() {
+		if _, err := a.Request(ctx, peer.LocalJID(), "get", p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
