@@ -92,7 +92,7 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 	if err != nil {
 		return terminate(js, &Error{Peer: s.Peer, Condition: jingle.GeneralError, Text: "trust store failure", Err: err})
 	}
-	in := &Incoming{Peer: s.Peer, SID: s.SID, Fingerprint: offer.Fingerprint, Trusted: trusted, Methods: append([]string(nil), offer.Methods...)}
+	in := &Incoming{Peer: s.Peer, SID: s.SID, Fingerprint: offer.Fingerprint, Trusted: trusted, Changed: others && !trusted && !offer.Fingerprint.IsZero(), Methods: append([]string(nil), offer.Methods...)}
 	var d Decision
 	if c.cfg.OnIncoming != nil {
 		d = c.cfg.OnIncoming(ctx, in)
@@ -100,9 +100,10 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 	if d.Decline {
 		return terminate(js, &Error{Peer: s.Peer, Condition: jingle.Decline, Text: "declined"})
 	}
+	backedOff := false
 	if d.Password != "" {
 		if err := c.backoffCheck(bare); err != nil {
-			d.Password = ""
+			d.Password, backedOff = "", true // SRP-14
 		}
 	}
 	leap := false
@@ -115,12 +116,18 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 		if leap {
 			_ = c.cfg.Trust.Unpin(bare, offer.Fingerprint)
 		}
+		if r, byPeer := js.Reason(); byPeer && r != nil {
+			return &Error{Peer: s.Peer, Condition: r.Condition, Text: r.Text, Remote: true, Err: e}
+		}
 		return terminate(js, e)
 	}
 	ours := responderMethods(offer, trusted, d.Password, c.cfg.Identity.Fingerprint())
 	if len(ours.Methods) == 0 {
 		text := "certificate of " + bare + " is not pinned and no password was given"
-		if others {
+		switch {
+		case backedOff:
+			text = "too many failed password attempts from " + bare + ", try again later"
+		case others && !offer.Fingerprint.IsZero():
 			text = "certificate of " + bare + " changed — session refused"
 		}
 		return fail(secErr(s.Peer, text, ErrNoMethod))

@@ -170,14 +170,16 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 	}
 	method := chooseMethod(ours, theirs, pinned, password)
 	if method == "" {
-		text := "certificate of " + bare + " is not pinned and no password was given"
-		if !theirs.Fingerprint.IsZero() && others {
+		var text string
+		switch {
+		case !theirs.Fingerprint.IsZero() && others:
 			text = "certificate of " + bare + " changed — session refused"
-		} else if password != "" && !theirs.Has(MethodSRP) {
+		case password != "" && !theirs.Has(MethodSRP):
 			text = "the peer does not offer password authentication"
-		}
-		if password == "" && !theirs.Has(MethodSRP) && theirs.Fingerprint.IsZero() {
-			text = "neither side can verify the other: the peer offers no usable method"
+		case theirs.Fingerprint.IsZero():
+			text = bare + " does not recognise our certificate; a shared password is needed"
+		default:
+			text = "certificate of " + bare + " is not pinned and no password was given"
 		}
 		return terminate(js, secErr(s.Peer, text, ErrNoMethod))
 	}
@@ -189,6 +191,9 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 		if leap {
 			_ = c.cfg.Trust.Unpin(bare, theirs.Fingerprint)
 			s.Pinned = false
+		}
+		if r, byPeer := js.Reason(); byPeer && r != nil {
+			return &Error{Peer: s.Peer, Condition: r.Condition, Text: r.Text, Remote: true, Err: e}
 		}
 		return terminate(js, e)
 	}

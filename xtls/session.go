@@ -82,6 +82,9 @@ type Incoming struct {
 	// Trusted reports whether Fingerprint is pinned for the initiator's bare JID: then x509
 	// can be offered and no password is needed (XTLS-12).
 	Trusted bool
+	// Changed reports that other certificates are pinned for the initiator's bare JID but not
+	// this one: a new device or key — or an attacker. Only a password (srp) can go on.
+	Changed bool
 	// Methods are the methods the initiator offered.
 	Methods []string
 }
