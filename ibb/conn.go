@@ -46,8 +46,8 @@ type Conn struct {
 	wrSem     chan struct{} // one Write at a time
 	ackNotify chan struct{} // poke: the send window moved
 	inflight  sync.WaitGroup
-	sendSeq  uint16        // guarded by wrSem
-	lastSent chan struct{} // closed when the previous block's request started; guarded by wrSem
+	sendSeq   uint16        // guarded by wrSem
+	lastSent  chan struct{} // closed when the previous block's request started; guarded by wrSem
 
 	smu      sync.Mutex
 	sendBase uint16          // oldest unacknowledged seq
