@@ -124,6 +124,7 @@ const (
 	Stopped
 )
 
+// String returns the event kind's name.
 func (k EventKind) String() string {
 	switch k {
 	case Connected:

@@ -52,12 +52,14 @@ var _ xmpp.Transport = (*transport)(nil)
 // errStreamClosed is the read error after the server closed the stream.
 var errStreamClosed = errors.New("gosrcxmpp: server closed the stream")
 
-// StreamError is a stream error (RFC 6120 §4.9) the server sent before closing the session.
+// StreamError is a stream error (RFC 6120 §4.9) the server sent before closing the session;
+// Event.Err of a Disconnected or Stopped event may be one.
 type StreamError struct {
-	Condition string
-	Text      string
+	Condition string // e.g. "conflict", "system-shutdown"
+	Text      string // the server's text, may be empty
 }
 
+// Error implements error.
 func (e *StreamError) Error() string {
 	if e.Text != "" {
 		return "gosrcxmpp: stream error " + e.Condition + ": " + e.Text
