@@ -1,0 +1,97 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns a pseudo-terminal pair (Linux /dev/ptmx) with a 200x50 window.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Fatalf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Fatalf("open slave: %v", err)
+	}
+	if err := unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 50, Col: 200}); err != nil {
+		t.Fatalf("window size: %v", err)
+	}
+	return m, s
+}
+
+// screen accumulates what a program writes to the terminal.
+type screen struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	notify chan struct{}
+	done   chan struct{}
+}
+
+func readScreen(master *os.File) *screen {
+	sc := &screen{notify: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(sc.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := master.Read(b)
+			if n > 0 {
+				sc.mu.Lock()
+				sc.buf.Write(b[:n])
+				sc.mu.Unlock()
+				select {
+				case sc.notify <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return sc
+}
+
+func (sc *screen) String() string {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.buf.String()
+}
+
+// waitFor waits until the screen shows want after offset from, and returns the offset after it.
+func (sc *screen) waitFor(t *testing.T, from int, want string) int {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		s := sc.String()
+		if i := strings.Index(s[from:], want); i >= 0 {
+			return from + i + len(want)
+		}
+		select {
+		case <-sc.notify:
+		case <-deadline:
+			t.Fatalf("the terminal did not show %q within 60 s; it shows:\n%s", want, s[from:])
+		}
+	}
+}

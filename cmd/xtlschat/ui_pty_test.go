@@ -1,0 +1,121 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
+)
+
+// TestInteractivePTY drives the interactive mode through a pseudo-terminal against a real
+// Prosody: an incoming session accepted with a shared password typed at the prompt (srp,
+// XSRP-8), chat both ways, then /open to a peer that is now pinned (x509), chat, /quit.
+func TestInteractivePTY(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	alice, alicePW := srv.Account(t)
+	bob, bobPW := srv.Account(t)
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const sharedPW = "a horse of a different colour"
+	shared := filepath.Join(dir, "shared")
+	if err := os.WriteFile(shared, []byte(sharedPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
+
+	master, slave := openPTY(t)
+	defer master.Close()
+	sc := readScreen(master)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	aliceDone := make(chan error, 1)
+	go func() {
+		args := append([]string{"--jid", alice + "/pty", "--config-dir", filepath.Join(dir, "alice")}, common...)
+		aliceDone <- run(ctx, args, slave, slave, slave, envOf(map[string]string{envPassword: alicePW}))
+	}()
+	type_ := func(s string) {
+		if _, err := master.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	pos := sc.waitFor(t, 0, "logged in as ")
+	aliceJID := regexp.MustCompile(`^[^ .]+@[^ ]+/pty`).FindString(sc.String()[pos:])
+	if aliceJID == "" {
+		t.Fatalf("no JID after 'logged in as': %q", sc.String()[pos:])
+	}
+
+	// Bob opens with the shared password; alice accepts and types it.
+	bobOut := newEventBuf()
+	bobDone := make(chan error, 1)
+	go func() {
+		args := append([]string{"open", "--jid", bob + "/pty-peer", "--config-dir", filepath.Join(dir, "bob"), "--to", aliceJID,
+			"--method", "srp", "--shared-password-file", shared, "--message", "hi alice \u009b2J \u202eevil", "--wait", "1"}, common...)
+		bobDone <- run(context.Background(), args, strings.NewReader(""), bobOut, os.Stderr, envOf(map[string]string{envPassword: bobPW}))
+	}()
+	pos = sc.waitFor(t, pos, "wants a secure session")
+	type_("/accept\r")
+	pos = sc.waitFor(t, pos, "Shared password for "+bob)
+	type_(sharedPW + "\r")
+	pos = sc.waitFor(t, pos, "is now pinned after the password check")
+	pos = sc.waitFor(t, pos, "is secure: method srp")
+	// Peer text is escaped: a C1 CSI (legal in XML, unlike ESC) and a bidi override arrive as
+	// visible escapes, never as the characters themselves.
+	pos = sc.waitFor(t, pos, `> hi alice \u009b2J \u202eevil`)
+	if strings.ContainsAny(sc.String(), "\u009b\u202e") {
+		t.Fatal("peer text reached the terminal unescaped")
+	}
+	if strings.Contains(sc.String(), sharedPW) {
+		t.Fatal("the shared password was echoed")
+	}
+	type_("hello bob\r")
+	pos = sc.waitFor(t, pos, "ended")
+	if err := <-bobDone; err != nil {
+		t.Fatalf("bob's open: %v; events %+v", err, bobOut.events(t))
+	}
+	if in := find(bobOut.events(t), func(e event) bool { return e.Event == evMessage && e.Dir == "in" }); len(in) != 1 || in[0].Text != "hello bob" {
+		t.Fatalf("bob got %+v", in)
+	}
+
+	// Alice opens a session to bob, pinned now: x509, no password asked.
+	listenOut := newEventBuf()
+	listenDone := make(chan error, 1)
+	go func() {
+		args := append([]string{"listen", "--jid", bob + "/pty-peer", "--config-dir", filepath.Join(dir, "bob"), "--from", alice, "--echo", "--sessions", "1"}, common...)
+		listenDone <- run(context.Background(), args, strings.NewReader(""), listenOut, os.Stderr, envOf(map[string]string{envPassword: bobPW}))
+	}()
+	ready := listenOut.waitFor(t, "ready", isEvent(evReady))
+	type_("/open " + ready.JID + " --transport ibb\r")
+	pos = sc.waitFor(t, pos, "is secure: method x509, transport ibb")
+	type_("/fp\r")
+	pos = sc.waitFor(t, pos, "ni:///sha-256;")
+	pos = sc.waitFor(t, pos, "Compare these with your peer")
+	type_("echo me\r")
+	pos = sc.waitFor(t, pos, "> echo me")
+	type_("/pins\r")
+	sc.waitFor(t, pos, bob+"  ")
+	type_("/quit\r")
+	select {
+	case err := <-aliceDone:
+		if err != nil {
+			t.Fatalf("interactive run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("/quit did not end the interactive run; screen:\n%s", sc.String())
+	}
+	if err := <-listenDone; err != nil {
+		t.Fatalf("bob's listen: %v", err)
+	}
+	slave.Close()
+}
