@@ -197,9 +197,9 @@ func newStream(rw io.ReadWriter, local, peer string, cfg *Config) *Stream {
 	c := cfg.withDefaults()
 	s := &Stream{
 		rw: rw, cfg: c, local: local, peer: peer,
-		wq:        make(chan *writeReq, 1024),
+		wq:        make(chan *writeReq, 128),
 		closeSent: make(chan struct{}),
-		in:        make(chan *Stanza, 64),
+		in:        make(chan *Stanza, 32),
 		done:      make(chan struct{}),
 		rdone:     make(chan struct{}),
 		pending:   make(map[string]chan iqAnswer),
