@@ -322,3 +322,25 @@ func TestIBB4_OpenRefused(t *testing.T) {
 	}
 	cancel()
 }
+
+// IBB-11, IBB-13: a delivery error of type wait (recipient-unavailable) also ends the stream:
+// this package does not retry blocks; the higher level renegotiates (e.g. a new Jingle
+// session), which IBB-11 allows.
+func TestIBB11_WaitErrorEndsStream(t *testing.T) {
+	w := newWorld(t, 1, nil, nil)
+	a, _ := w.pair(t, "s1", 4096)
+	remove := w.juliet.HandleIQ(ibb.NS, "data", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		return nil, &xmpptest.StanzaError{Type: "wait", Condition: "recipient-unavailable"}
+	})
+	defer remove()
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = a.Write(make([]byte, 4096))
+	}
+	if !errors.Is(err, &ibb.Error{Condition: "recipient-unavailable"}) {
+		t.Fatalf("Write: %v; want recipient-unavailable", err)
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Fatal("Write after the failure succeeded")
+	}
+}
