@@ -100,6 +100,11 @@ func (r *reader) trim() {
 	if keep < 0 || keep > len(r.rec.buf) {
 		keep = 0
 	}
+	if cap(r.rec.buf) > 32<<10 {
+		// Do not keep a large stanza's buffer for the life of an idle stream.
+		r.rec.buf = append(make([]byte, 0, 1024), r.rec.buf[len(r.rec.buf)-keep:]...)
+		return
+	}
 	n := copy(r.rec.buf, r.rec.buf[len(r.rec.buf)-keep:])
 	r.rec.buf = r.rec.buf[:n]
 }

@@ -890,3 +890,29 @@ func TestERR12_NoCrossDeadlock(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestLargeStanzas: stanzas up to the default 256 KiB limit pass, one byte over is refused by
+// Send (and would be a policy-violation at the receiver, TestPolicyLimits).
+func TestLargeStanzas(t *testing.T) {
+	noLeaks(t)
+	a, b := pair(t, nil, nil)
+	ctx := ctxT(t)
+	wrap := func(n int) []byte {
+		head, tail := "<message><body>", "</body></message>"
+		return []byte(head + strings.Repeat("x", n-len(head)-len(tail)) + tail)
+	}
+	for _, n := range []int{200 << 10, 256 << 10, 100, 256 << 10} {
+		msg := wrap(n)
+		go func() { _ = a.Send(ctx, msg) }()
+		st, err := b.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Raw) != n+len(" xmlns='jabber:client'") {
+			t.Errorf("got %d bytes, sent %d", len(st.Raw), n)
+		}
+	}
+	if err := a.Send(ctx, wrap(256<<10+1)); !errors.Is(err, xmlstream.ErrInvalidStanza) {
+		t.Errorf("oversize Send = %v", err)
+	}
+}
