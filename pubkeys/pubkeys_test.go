@@ -359,3 +359,45 @@ func TestPK12_OverTLS(t *testing.T) {
 		t.Error("no TLS certificate accepted")
 	}
 }
+
+// TestXTLS20_GajimCapturedRequest: the request Gajim 1.5.3 really sent over the server
+// connection (testvectors/captured) is refused there.
+func TestXTLS20_GajimCapturedRequest(t *testing.T) {
+	noLeaks(t)
+	raw, err := fs.ReadFile(testvectors.FS, "captured/trace-gajim153-xtls-s5b.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload []byte
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.Contains(line, "type='get'") && strings.Contains(line, "urn:xmpp:pubkey:2") {
+			var iq struct {
+				Inner []byte `xml:",innerxml"`
+			}
+			if err := xml.Unmarshal([]byte(line), &iq); err != nil {
+				t.Fatal(err)
+			}
+			payload = iq.Inner
+			break
+		}
+	}
+	if payload == nil {
+		t.Fatal("no captured Gajim pubkeys request")
+	}
+	if r, err := pubkeys.ParseRequest(payload); err != nil || r.Space != pubkeys.NSGajim {
+		t.Fatalf("ParseRequest(%s) = %+v, %v", payload, r, err)
+	}
+	n := xmpptest.NewNetwork(2)
+	g, j := n.Party("interop-e@localhost/gajim"), n.Party(juliet)
+	defer g.Close()
+	defer j.Close()
+	defer pubkeys.Refuse(j)()
+	_, err = g.Request(context.Background(), juliet, "get", payload)
+	var se stanzaErr
+	if !errors.As(err, &se) {
+		t.Fatalf("%v", err)
+	}
+	if _, cond, app, _ := se.StanzaError(); cond != "not-acceptable" || app.Local != "security-required" {
+		t.Errorf("got %v", err)
+	}
+}
