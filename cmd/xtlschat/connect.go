@@ -179,12 +179,16 @@ func connectHint(err error, noServer, noCert bool) string {
 	var se *gosrcxmpp.StreamError
 	var ue x509.UnknownAuthorityError
 	var he x509.HostnameError
+	msg := err.Error()
+	// gosrc.io/xmpp flattens TLS errors into strings, so match the text as well as the types.
+	certUnknown := errors.As(err, &ue) || strings.Contains(msg, "certificate signed by unknown authority")
+	certWrong := errors.As(err, &he) || strings.Contains(msg, "failed to verify certificate")
 	switch {
-	case errors.As(err, &ue) && noCert:
+	case certUnknown && noCert:
 		return "the server's certificate is not signed by a CA this system trusts; for a local server with a self-signed certificate pass --server-cert FILE.pem"
-	case errors.As(err, &ue) || errors.As(err, &he):
+	case certUnknown || certWrong:
 		return "the server's certificate does not match --server-cert or the JID's domain"
-	case strings.Contains(err.Error(), "not-authorized") || strings.Contains(strings.ToLower(err.Error()), "auth"):
+	case strings.Contains(msg, "not-authorized") || strings.Contains(msg, "auth failure") || strings.Contains(strings.ToLower(msg), "sasl") || strings.Contains(strings.ToLower(msg), "authentication"):
 		return "check the JID and the password (XTLSCHAT_PASSWORD, --password-file or the prompt)"
 	case errors.As(err, &se):
 		return "the server closed the stream: " + se.Condition
