@@ -164,9 +164,11 @@ func Initiate(ctx context.Context, rw io.ReadWriter, local, peer string, cfg *Co
 	err := s.initiate()
 	s.rd.rec.limit = s.cfg.MaxStanzaSize + 16
 	if !stop() {
+		s.hcancel()
 		return nil, ctx.Err()
 	}
 	if err != nil {
+		s.hcancel()
 		return nil, err
 	}
 	s.start()
@@ -184,9 +186,11 @@ func Respond(ctx context.Context, rw io.ReadWriter, local, peer string, cfg *Con
 	err := s.respond()
 	s.rd.rec.limit = s.cfg.MaxStanzaSize + 16
 	if !stop() {
+		s.hcancel()
 		return nil, ctx.Err()
 	}
 	if err != nil {
+		s.hcancel()
 		return nil, err
 	}
 	s.start()
