@@ -293,18 +293,20 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 }
 
-// sendData sends one data IQ and releases its window slot when it is acknowledged. It starts
-// its request only after the previous block's request started, so that blocks leave in seq
-// order as far as the link allows (IBB-14: most receivers process them in wire order; see
-// Config.Window).
-func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, started chan<- struct{}) {
+// sendData sends one data IQ and marks it acknowledged when the result arrives. Blocks must
+// leave in seq order: most receivers process them in wire order and close the stream on a
+// swap (IBB-14). The link's Request both writes and waits, so the next block's request starts
+// only when this one is written, which the link shows by starting to wait on its context
+// (sentSignal); a link that never does so makes the blocks go one at a time.
+func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, started chan struct{}) {
 	defer c.inflight.Done()
 	select {
 	case <-prev:
 	case <-c.ctx.Done():
 	}
-	close(started)
-	_, err := c.h.link.Request(c.ctx, c.key.peer, "set", payload)
+	sig := &sentSignal{Context: c.ctx, sent: started}
+	_, err := c.h.link.Request(sig, c.key.peer, "set", payload)
+	sig.signal()
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return // the stream already ended
@@ -320,6 +322,22 @@ func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, starte
 	}
 	c.smu.Unlock()
 	poke(c.ackNotify)
+}
+
+// sentSignal is the context of one data request: the first call of Done, which a link makes
+// when it starts waiting for the answer (after writing the request), closes sent.
+type sentSignal struct {
+	context.Context
+	once sync.Once
+	sent chan struct{}
+}
+
+func (s *sentSignal) signal() { s.once.Do(func() { close(s.sent) }) }
+
+// Done signals that the request was written and returns the parent's Done channel.
+func (s *sentSignal) Done() <-chan struct{} {
+	s.signal()
+	return s.Context.Done()
 }
 
 // inWindow reports whether the next block may be sent. Called with wrSem held.

@@ -13,6 +13,8 @@ type Link interface {
 	// LocalJID returns our full JID as bound by the server.
 	LocalJID() string
 	// Request sends an IQ get or set whose only child is payload and waits for the answer.
+	// Conn relies on one property for pipelining in order: Request calls ctx.Done() only
+	// once the request was written (gosrcxmpp.Client and xmpptest.Party do).
 	Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error)
 	// HandleIQ installs h for incoming IQ get/set whose child element is {space}local.
 	HandleIQ(space, local string, h func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error)) (remove func())
@@ -28,12 +30,12 @@ type Config struct {
 	// block-size accepted on incoming opens (a larger one gets resource-constraint, IBB-4).
 	// Default DefaultBlockSize; at most MaxEmitBlockSize.
 	BlockSize int
-	// Window is the number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20).
-	// Default 8. Requests are started in seq order, but the Link's Request both writes and
-	// waits, so with a Window above 1 two blocks can still leave in swapped order when a
-	// goroutine is preempted between them. This package's receiver restores the order;
-	// receivers that process strictly in wire order (IBB-14; slixmpp, for one) then close the
-	// stream: use Window 1 with peers that are not known to reorder.
+	// Window is the number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20): a block
+	// is sent only while it is less than Window ahead of the oldest unacknowledged one.
+	// Default 8. Blocks leave in seq order, as receivers that process in wire order need
+	// (IBB-14): each request starts once the previous one was written, which the link shows
+	// by waiting on the request's context (see Link); a link that never does makes the
+	// window effectively 1, one that does before writing loses the order guarantee.
 	Window int
 	// ReceiveWindow is how far ahead of the next expected seq a block may arrive (the
 	// reordering the receiver tolerates, GOSRC.md §3.A4); a block further ahead is a gap
