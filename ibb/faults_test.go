@@ -251,3 +251,39 @@ func TestIBB10_WindowBound(t *testing.T) {
 		t.Fatalf("peak %d: the window was never used", peak)
 	}
 }
+
+// IBB-14: with a window of 32 the data stanzas still leave in seq order (receivers such as
+// slixmpp process them in wire order and close the stream on a swap).
+func TestIBB14_SentInSeqOrder(t *testing.T) {
+	w := newWorld(t, 6, &ibb.Config{Window: 32}, nil)
+	var mu sync.Mutex
+	var seqs []uint16
+	w.net.Observe(func(s xmpptest.Stanza) {
+		if s.From != romeoJID || s.Type != "set" || !strings.HasPrefix(string(s.Payload), "<data ") {
+			return
+		}
+		d, err := ibb.ParseData(s.Payload)
+		if err != nil {
+			t.Errorf("invalid data: %v", err)
+			return
+		}
+		mu.Lock()
+		seqs = append(seqs, d.Seq)
+		mu.Unlock()
+	})
+	a, b := w.pair(t, "order", 256)
+	w.net.SetFaults("", "", xmpptest.Faults{Delay: 0.5, MaxDelay: time.Millisecond})
+	data := randomBytes(6, 256*2000)
+	got, werr, rerr := transfer(a, b, data)
+	if werr != nil || rerr != nil {
+		t.Fatalf("write %v, read %v", werr, rerr)
+	}
+	sameBytes(t, data, got)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range seqs {
+		if s != uint16(i) {
+			t.Fatalf("stanza %d on the wire carries seq %d", i, s)
+		}
+	}
+}
