@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/xtlsjingle/xtlsjingle/xmlstream"
 	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
 
@@ -118,6 +119,25 @@ func verification(st *store, bare string, fp xtls.Fingerprint) xtls.Verification
 		}
 	}
 	return ""
+}
+
+// sessionOutcome returns why s ended after recvChat failed with recvErr: nil for an orderly
+// close by either side. The session's own verdict (Err) wins; it is awaited briefly because
+// the stream can report its end before the session has recorded why.
+func sessionOutcome(s *xtls.Session, recvErr error) error {
+	select {
+	case <-s.Done():
+		return s.Err()
+	case <-time.After(2 * time.Second):
+	}
+	s.Close()
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if errors.Is(recvErr, io.EOF) || errors.Is(recvErr, xmlstream.ErrClosed) {
+		return nil
+	}
+	return recvErr
 }
 
 // closeReason describes how a session ended.

@@ -250,20 +250,24 @@ func serveListenSession(ctx context.Context, o *options, st *store, ew *eventWri
 	for {
 		text, err := recvChat(ctx, s)
 		if err != nil {
-			s.Close()
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				ew.emit(event{Event: evClosed, Peer: s.Peer, Reason: "success"})
+			if ctx.Err() != nil { // the listener is stopping
+				s.Close()
+				ew.emit(event{Event: evClosed, Peer: s.Peer, Reason: "listener stopped"})
 				return nil
 			}
+			err = sessionOutcome(s, err)
 			ew.emit(event{Event: evClosed, Peer: s.Peer, Reason: closeReason(err)})
-			return &exitError{code: exitSession, err: err}
+			if err != nil {
+				return err
+			}
+			return nil
 		}
 		ew.emit(event{Event: evMessage, Peer: s.Peer, Dir: "in", Text: text})
 		if o.echo {
 			if err := sendChat(ctx, s, text); err != nil {
-				s.Close()
+				err = sessionOutcome(s, err) // the peer may have closed in order meanwhile
 				ew.emit(event{Event: evClosed, Peer: s.Peer, Reason: closeReason(err)})
-				return &exitError{code: exitSession, err: err}
+				return err
 			}
 			ew.emit(event{Event: evMessage, Peer: s.Peer, Dir: "out", Text: text})
 		}

@@ -89,7 +89,8 @@ type ui struct {
 	sessions []*chatSession
 	current  *chatSession
 	offers   []*pendingOffer
-	next     int
+	nextOff  int // numbers of offers (/accept N) and sessions (/switch N) count separately
+	nextSess int
 	// afterPassword consumes the next line, read without echo.
 	afterPassword  func(pw string)
 	passwordPrompt string
@@ -279,8 +280,8 @@ func (u *ui) handle(m any) {
 			u.modes <- mode
 		}
 	case msgOffer:
-		u.next++
-		p := &pendingOffer{n: u.next, in: m.in, reply: m.reply}
+		u.nextOff++
+		p := &pendingOffer{n: u.nextOff, in: m.in, reply: m.reply}
 		u.offers = append(u.offers, p)
 		u.showOffer(p)
 	case msgOpened:
@@ -326,8 +327,8 @@ func (u *ui) showOffer(p *pendingOffer) {
 
 // addSession makes s the current session and starts its reader and writer.
 func (u *ui) addSession(s *xtls.Session) {
-	u.next++
-	cs := &chatSession{n: u.next, s: s, out: make(chan string, 32), done: make(chan struct{})}
+	u.nextSess++
+	cs := &chatSession{n: u.nextSess, s: s, out: make(chan string, 32), done: make(chan struct{})}
 	u.sessions = append(u.sessions, cs)
 	u.current = cs
 	sev, pinned := sessionEvent(u.st, s)
@@ -351,6 +352,9 @@ func (u *ui) addSession(s *xtls.Session) {
 		for {
 			text, err := recvChat(u.ctx, s)
 			if err != nil {
+				if u.ctx.Err() == nil {
+					err = sessionOutcome(s, err)
+				}
 				close(cs.done)
 				u.post(msgEnded{cs, err})
 				return

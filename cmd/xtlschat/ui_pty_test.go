@@ -102,7 +102,7 @@ func TestInteractivePTY(t *testing.T) {
 	pos = sc.waitFor(t, pos, "ni:///sha-256;")
 	pos = sc.waitFor(t, pos, "Compare these with your peer")
 	type_("echo me\r")
-	pos = sc.waitFor(t, pos, "> echo me")
+	pos = sc.waitFor(t, pos, "/pty-peer> echo me") // the echo, not the line as typed
 	type_("/pins\r")
 	sc.waitFor(t, pos, bob+"  ")
 	type_("/quit\r")
@@ -115,7 +115,10 @@ func TestInteractivePTY(t *testing.T) {
 		t.Fatalf("/quit did not end the interactive run; screen:\n%s", sc.String())
 	}
 	if err := <-listenDone; err != nil {
-		t.Fatalf("bob's listen: %v", err)
+		t.Fatalf("bob's listen: %v; events %+v", err, listenOut.events(t))
 	}
 	slave.Close()
+	if testing.Verbose() {
+		t.Logf("the terminal showed:\n%s", sc.String())
+	}
 }
