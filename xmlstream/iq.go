@@ -249,3 +249,73 @@ func parseStanzaError(raw []byte) *StanzaError {
 	}
 	return e
 }
+
+type msgHandler struct {
+	h func(ctx context.Context, from, to string, payload []byte)
+}
+
+// HandleMessage installs h for incoming messages whose only child element is {space}local,
+// replacing an earlier handler for the same name; remove uninstalls it. Such messages are not
+// returned by Next. h runs on its own goroutine like IQ handlers; panics are contained. With
+// SendMessage, this gives Stream the whole method set of the server link.
+func (s *Stream) HandleMessage(space, local string, h func(ctx context.Context, from, to string, payload []byte)) (remove func()) {
+	name := xml.Name{Space: space, Local: local}
+	hd := &msgHandler{h: h}
+	s.mu.Lock()
+	s.msgs[name] = hd
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.msgs[name] == hd {
+			delete(s.msgs, name)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// SendMessage sends a message whose only child is payload (exactly one element) to the peer;
+// to may be empty (the peer is implied) or a JID for the to attribute.
+func (s *Stream) SendMessage(ctx context.Context, to string, payload []byte) error {
+	if _, err := checkElement(payload, s.cfg.MaxDepth-1, s.cfg.MaxAttrs); err != nil {
+		return ErrInvalidStanza
+	}
+	var b bytes.Buffer
+	b.WriteString("<message")
+	if to != "" {
+		b.WriteString(" to='")
+		escAttr(&b, to)
+		b.WriteByte('\'')
+	}
+	b.WriteByte('>')
+	b.Write(payload)
+	b.WriteString("</message>")
+	return s.Send(ctx, b.Bytes())
+}
+
+// dispatchMessage hands a message with exactly one child to its handler, if one is installed.
+func (s *Stream) dispatchMessage(st *Stanza) bool {
+	if st.children != 1 {
+		return false
+	}
+	s.mu.Lock()
+	hd := s.msgs[st.payloadName]
+	s.mu.Unlock()
+	if hd == nil {
+		return false
+	}
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.kill:
+		return true
+	}
+	s.wg.Add(1)
+	s.hwg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.hwg.Done()
+		defer func() { <-s.sem }()
+		defer func() { _ = recover() }()
+		hd.h(s.hctx, st.From, st.To, st.payload)
+	}()
+	return true
+}

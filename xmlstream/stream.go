@@ -131,6 +131,7 @@ type Stream struct {
 	mu       sync.Mutex
 	pending  map[string]chan iqAnswer
 	handlers map[xml.Name]*iqHandler
+	msgs     map[xml.Name]*msgHandler
 	sem      chan struct{}
 	hctx     context.Context
 	hcancel  context.CancelFunc
@@ -208,6 +209,7 @@ func newStream(rw io.ReadWriter, local, peer string, cfg *Config) *Stream {
 		rdone:     make(chan struct{}),
 		pending:   make(map[string]chan iqAnswer),
 		handlers:  make(map[xml.Name]*iqHandler),
+		msgs:      make(map[xml.Name]*msgHandler),
 		sem:       make(chan struct{}, c.MaxHandlers),
 		kill:      make(chan struct{}),
 		closing:   make(chan struct{}),
@@ -640,7 +642,8 @@ func (s *Stream) keepAlive() {
 	}
 }
 
-// Next returns the next message or presence from the peer (IQs go to handlers and Request).
+// Next returns the next message or presence from the peer (IQs go to handlers and Request,
+// messages with a handler installed by HandleMessage go to it).
 // It returns io.EOF after the peer closed the stream in order, a *StreamError after a stream
 // error (sent or received), or the transport's error; ctx bounds the wait.
 func (s *Stream) Next(ctx context.Context) (*Stanza, error) {
@@ -679,6 +682,9 @@ func (s *Stream) readLoop() {
 				err = e
 				break
 			}
+			continue
+		}
+		if st.Name.Local == "message" && s.dispatchMessage(st) {
 			continue
 		}
 		select {

@@ -916,3 +916,46 @@ func TestLargeStanzas(t *testing.T) {
 		t.Errorf("oversize Send = %v", err)
 	}
 }
+
+// link is the server link's method set (BRIEF "The link to the XMPP server"); the stream has
+// all of it, so packages written for the link run inside the stream.
+type link interface {
+	LocalJID() string
+	Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error)
+	HandleIQ(space, local string, h func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error)) (remove func())
+	SendMessage(ctx context.Context, to string, payload []byte) error
+	HandleMessage(space, local string, h func(ctx context.Context, from, to string, payload []byte)) (remove func())
+}
+
+var _ link = (*xmlstream.Stream)(nil)
+
+func TestHandleMessage(t *testing.T) {
+	noLeaks(t)
+	a, b := pair(t, nil, nil)
+	ctx := ctxT(t)
+	got := make(chan string, 1)
+	remove := b.HandleMessage("urn:example", "note", func(ctx context.Context, from, to string, payload []byte) {
+		got <- from + " " + to + " " + string(payload)
+	})
+	if err := a.SendMessage(ctx, "", []byte("<note xmlns='urn:example'>hi</note>")); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != romeo+" "+juliet+" <note xmlns='urn:example'>hi</note>" {
+		t.Errorf("handler got %q", g)
+	}
+	// Without a handler (or with more than one child) the message goes to Next.
+	remove()
+	if err := a.SendMessage(ctx, juliet, []byte("<note xmlns='urn:example'>again</note>")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Next(ctx)
+	if err != nil || !bytes.Contains(st.Raw, []byte("again")) {
+		t.Fatalf("%v %v", st, err)
+	}
+	if p, name := st.Payload(); name.Local != "note" || !bytes.Contains(p, []byte("again")) {
+		t.Errorf("Payload = %s %v", p, name)
+	}
+	if err := a.SendMessage(ctx, "", []byte("<a/><b/>")); !errors.Is(err, xmlstream.ErrInvalidStanza) {
+		t.Errorf("two elements: %v", err)
+	}
+}
