@@ -7,8 +7,9 @@
 // empty <stream:features/> (XS-4, XS-5). Then either side sends stanzas with [Stream.Send] or
 // [Stream.Encode] and receives messages and presences with [Stream.Next]. IQs are answered by
 // handlers installed with [Stream.HandleIQ] (every get/set gets exactly one answer; one without
-// a handler gets <service-unavailable/>, CORE-9) and sent with [Stream.Request]; both have the
-// method signatures of the server link used across this project, so a package written against
+// a handler gets <service-unavailable/>, CORE-9) and sent with [Stream.Request];
+// [Stream.SendMessage] and [Stream.HandleMessage] do the same for messages. These methods have
+// the signatures of the server link used across this project, so a package written against
 // that link (e.g. pubkeys) runs unchanged inside the stream.
 //
 // Everything the peer sends is checked: RFC 6120 restricted XML (no comments, processing
@@ -51,7 +52,7 @@ type Config struct {
 	KeepAlive     time.Duration // send a whitespace keepalive this often (CORE-11); 0 = never
 	CloseTimeout  time.Duration // how long Close waits for the peer's </stream:stream>, default 5 s
 	Lang          string        // xml:lang of our header, default "en"
-	MaxHandlers   int           // IQ handlers running at once, default 16
+	MaxHandlers   int           // IQ and message handlers running at once, default 16
 }
 
 func (c *Config) withDefaults() Config {
