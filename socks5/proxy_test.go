@@ -109,13 +109,15 @@ func (p *testProxy) serve() {
 				c.Close()
 				return
 			}
+			// Register before replying, as mod_proxy65 does (one event-loop step): the
+			// client may ask for activation as soon as it has the reply.
+			p.mu.Lock()
+			p.conns[dst] = append(p.conns[dst], c)
+			p.mu.Unlock()
 			if writeReply(c, repSucceeded, dst) != nil {
 				c.Close()
 				return
 			}
-			p.mu.Lock()
-			p.conns[dst] = append(p.conns[dst], c)
-			p.mu.Unlock()
 		}()
 	}
 }
