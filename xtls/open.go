@@ -36,7 +36,9 @@ func randomToken() string {
 //  5. TLS 1.3, XSRP for srp (pinning the peer's certificate, XSRP-8), the stream headers.
 //
 // Every failure ends the Jingle session (with <security-error/> and a text for security
-// failures) and returns an *Error; there is no plaintext fallback.
+// failures) and returns an *Error; there is no plaintext fallback. When the peer initiated a
+// session towards us at the same moment and won the tie-break (J-34), Open fails with an error
+// matching jingle.ErrTieBreak; the peer's session then arrives through Accept.
 func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Session, error) {
 	start := time.Now()
 	if opts == nil {

@@ -933,3 +933,150 @@ func TestPK12_PubkeysInsideTheStream(t *testing.T) {
 	}
 	closePair(t, sa, sb)
 }
+
+// TestJ38_ConcurrentSessions (J-38, J-34): several sessions between the same two clients at
+// once, in both directions, over S5B and IBB, each with its own stream. An Open that crosses the
+// peer's simultaneous session-initiate may lose the tie-break (J-34): it fails with an error
+// matching jingle.ErrTieBreak, and the peer's session arrives through Accept instead.
+func TestJ38_ConcurrentSessions(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(18)
+	romeo := newParty(t, n, romeoJID, partyOpts{listener: true})
+	juliet := newParty(t, n, julietJID, partyOpts{listener: true})
+	pinEachOther(t, romeo, juliet)
+	const each = 4
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var opened []*xtls.Session
+	tieBreaks := 0
+	open := func(from *party, to string, policy xtls.TransportPolicy) {
+		defer wg.Done()
+		s, err := from.client.Open(ctx, to, &xtls.OpenOptions{Transports: &policy})
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, jingle.ErrTieBreak):
+			tieBreaks++
+		case err != nil:
+			t.Errorf("Open: %v", err)
+		default:
+			opened = append(opened, s)
+		}
+	}
+	accepted := make(chan *xtls.Session, 4*each)
+	actx, cancel := context.WithCancel(ctx)
+	var awg sync.WaitGroup
+	for _, p := range []*party{romeo, juliet} {
+		awg.Add(1)
+		go func() {
+			defer awg.Done()
+			for {
+				s, err := p.client.Accept(actx)
+				if err != nil {
+					return
+				}
+				accepted <- s
+			}
+		}()
+	}
+	for i := range each {
+		policy := xtls.TransportS5B
+		if i%2 == 1 {
+			policy = xtls.TransportIBB
+		}
+		wg.Add(2)
+		go open(romeo, julietJID, policy)
+		go open(juliet, romeoJID, policy)
+	}
+	wg.Wait()
+	if t.Failed() {
+		cancel()
+		awg.Wait()
+		return
+	}
+	peers := map[string]*xtls.Session{}
+	for range opened {
+		select {
+		case s := <-accepted:
+			peers[s.SID] = s
+		case <-time.After(10 * time.Second):
+			t.Fatal("an opened session was not accepted")
+		}
+	}
+	cancel()
+	awg.Wait()
+	t.Logf("%d sessions opened concurrently, %d Opens lost a tie-break", len(opened), tieBreaks)
+	if len(opened) < each {
+		t.Fatalf("only %d of %d sessions opened", len(opened), 2*each)
+	}
+	for i, s := range opened {
+		p := peers[s.SID]
+		if p == nil {
+			t.Fatalf("no accepted session for sid %s", s.SID)
+		}
+		exchange(t, s, p, fmt.Sprintf("session %d", i))
+	}
+	for _, s := range opened {
+		closePair(t, s, peers[s.SID])
+	}
+}
+
+// TestSharedJingleManager: an application that owns the Jingle manager routes xmlstream sessions
+// to the client with HandleJingle; other sessions are left to it.
+func TestSharedJingleManager(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(19)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	link := n.Party(julietJID)
+	id, _ := xtls.NewIdentity(julietJID, xtls.KeyEd25519)
+	var jc *xtls.Client
+	ready := make(chan struct{})
+	others := make(chan *jingle.Session, 1)
+	m := jingle.NewManager(link, jingle.Config{HandleTransportReplace: true, Incoming: func(s *jingle.Session) {
+		<-ready
+		if !jc.HandleJingle(s) {
+			others <- s
+		}
+	}})
+	defer m.Close()
+	jc, err := xtls.NewClient(link, xtls.Config{Identity: id, Trust: xtls.NewMemoryStore(), Jingle: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(ready)
+	defer jc.Close()
+	juliet := &party{link: link, id: id, client: jc, trust: xtls.NewMemoryStore()}
+	_ = juliet
+	// pins: romeo trusts juliet's id, juliet's client trusts romeo through its own store.
+	if err := romeo.trust.Pin("juliet@capulet.lit", id.Fingerprint(), xtls.VerifiedManual, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// juliet's client was built with a fresh store: no pin for romeo and no password, so the
+	// session is refused with security-error — through the shared manager.
+	_, err = romeo.client.Open(ctxT(t), julietJID, nil)
+	var e *xtls.Error
+	if !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+		t.Fatalf("Open = %v, want security-error from the shared manager's client", err)
+	}
+	// A non-xmlstream session is handed back to the application.
+	rm := jingle.NewManager(n.Party("romeo@montague.lit/other"), jingle.Config{})
+	defer rm.Close()
+	js, err := rm.Initiate(ctxT(t), julietJID, []jingle.Content{{
+		Creator: jingle.CreatorInitiator, Name: "file",
+		Description: []byte("<description xmlns='urn:xmpp:jingle:apps:file-transfer:5'/>"),
+		Transport:   []byte("<transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='f1'/>"),
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-others:
+		if s.SID() != js.SID() {
+			t.Fatal("wrong session handed back")
+		}
+		_ = s.Terminate(ctxT(t), &jingle.Reason{Condition: jingle.UnsupportedApplications})
+	case <-time.After(10 * time.Second):
+		t.Fatal("non-xmlstream session not handed back")
+	}
+}
