@@ -89,7 +89,7 @@ func isEvent(kind string) func(event) bool { return func(e event) bool { return 
 // TestE2E_Prosody runs two xtlschat instances (run, in process) through a real Prosody: the
 // first contact with a shared password (srp, XSRP-8 pinning on both sides) over SOCKS5, then
 // pinned certificates (x509, XTLS-D3/XTLS-D4) over IBB, then a peer whose certificate changed,
-// which must be refused with exit status 3.
+// which must be refused with exit status 3, then a wrong shared password (exit 3 on both sides).
 func TestE2E_Prosody(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
@@ -184,7 +184,7 @@ func TestE2E_Prosody(t *testing.T) {
 	if err := os.Remove(filepath.Join(bobDir, bob, identityFile)); err != nil {
 		t.Fatal(err)
 	}
-	bobOut, bobCancel2, bobDone := listen()
+	bobOut, bobCancel2, bobDone := listen("--shared-password-file", shared)
 	defer bobCancel2()
 	ready2 := bobOut.waitFor(t, "ready", isEvent(evReady))
 	if ready2.Fingerprint == ready.Fingerprint {
@@ -204,6 +204,29 @@ func TestE2E_Prosody(t *testing.T) {
 	if m := find(bobOut.events(t), isEvent(evMessage)); len(m) != 0 {
 		t.Fatalf("bob received a message on a refused session: %+v", m)
 	}
+	// 4. A wrong shared password (XSRP-8): refused on both sides, nothing pinned, exit 3.
+	wrong := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(wrong, []byte("correct horse battery stapler\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = open("--to", ready2.JID, "--method", "srp", "--shared-password-file", wrong, "--message", "must not arrive", "--wait", "1")
+	if exitCode(err) != exitSecurity {
+		t.Fatalf("wrong password: err %v (exit %d), want exit %d; events %+v", err, exitCode(err), exitSecurity, evs)
+	}
+	if e := find(evs, isEvent(evError)); len(e) != 1 || !strings.Contains(e[0].Message, "wrong shared password or an attack") {
+		t.Fatalf("error event: %+v", e)
+	}
+	bobErr := bobOut.waitFor(t, "bob's error", isEvent(evError))
+	if bobErr.Code != exitSecurity {
+		t.Errorf("bob's error event: %+v", bobErr)
+	}
+	if p := find(append(evs, bobOut.events(t)...), isEvent(evPinned)); len(p) != 0 {
+		t.Fatalf("pinned after a failed password check: %+v", p)
+	}
+	if m := find(bobOut.events(t), isEvent(evMessage)); len(m) != 0 {
+		t.Fatalf("bob received a message on a refused session: %+v", m)
+	}
+
 	bobCancel2()
 	if err := <-bobDone; err != nil {
 		t.Errorf("interrupted listen returned %v, want nil", err)
