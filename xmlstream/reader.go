@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,10 +58,14 @@ type deadlineReader struct {
 	r       io.Reader
 	timeout time.Duration
 	setter  interface{ SetReadDeadline(time.Time) error }
+	stopped atomic.Bool // set when the stream gives up on the transport
 }
 
 // Read reads from the underlying reader after moving the read deadline.
 func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.stopped.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
 	if d.setter != nil && d.timeout > 0 {
 		_ = d.setter.SetReadDeadline(time.Now().Add(d.timeout))
 	}
@@ -72,6 +77,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 type reader struct {
 	dec      *xml.Decoder
 	rec      *recorder
+	dr       *deadlineReader
 	maxDepth int
 	maxAttrs int
 	maxSize  int
@@ -91,7 +97,7 @@ func newReader(r io.Reader, cfg *Config) *reader {
 	rec := &recorder{r: bufio.NewReaderSize(dr, 4096), limit: max(cfg.MaxStanzaSize, 8192) + 16}
 	d := xml.NewDecoder(rec)
 	d.Strict = true
-	return &reader{dec: d, rec: rec, maxDepth: cfg.MaxDepth, maxAttrs: cfg.MaxAttrs, maxSize: cfg.MaxStanzaSize}
+	return &reader{dec: d, rec: rec, dr: dr, maxDepth: cfg.MaxDepth, maxAttrs: cfg.MaxAttrs, maxSize: cfg.MaxStanzaSize}
 }
 
 // trim drops recorded bytes the decoder has already consumed as tokens.

@@ -162,7 +162,7 @@ type writeReq struct {
 // or rw is closed (if it is an io.Closer). On a violation a stream error is sent and returned.
 func Initiate(ctx context.Context, rw io.ReadWriter, local, peer string, cfg *Config) (*Stream, error) {
 	s := newStream(rw, local, peer, cfg)
-	stop := context.AfterFunc(ctx, func() { unblock(rw) })
+	stop := context.AfterFunc(ctx, s.abortIO)
 	err := s.initiate()
 	s.rd.rec.limit = s.cfg.MaxStanzaSize + 16
 	if !stop() {
@@ -184,7 +184,7 @@ func Initiate(ctx context.Context, rw io.ReadWriter, local, peer string, cfg *Co
 // the error is returned.
 func Respond(ctx context.Context, rw io.ReadWriter, local, peer string, cfg *Config) (*Stream, error) {
 	s := newStream(rw, local, peer, cfg)
-	stop := context.AfterFunc(ctx, func() { unblock(rw) })
+	stop := context.AfterFunc(ctx, s.abortIO)
 	err := s.respond()
 	s.rd.rec.limit = s.cfg.MaxStanzaSize + 16
 	if !stop() {
@@ -220,6 +220,13 @@ func newStream(rw io.ReadWriter, local, peer string, cfg *Config) *Stream {
 	s.rd = newReader(rw, &c)
 	s.rd.peer, s.rd.local = peer, local
 	return s
+}
+
+// abortIO makes the transport's blocked and future reads and writes fail, for good: the idle
+// timeout no longer moves the read deadline forward.
+func (s *Stream) abortIO() {
+	s.rd.dr.stopped.Store(true)
+	unblock(s.rw)
 }
 
 // unblock makes blocked reads and writes on rw return: deadline in the past, else Close.
@@ -283,7 +290,7 @@ func (s *Stream) finish(last []byte) {
 		case <-ch:
 			continue
 		case <-timer.C:
-			unblock(s.rw)
+			s.abortIO()
 		}
 		break
 	}
@@ -769,7 +776,7 @@ func (s *Stream) Close() error {
 		// reader's end (after a stream error it drains until the peer's closing tag).
 		if !(wait(s.done) && wait(s.closeSent) && wait(s.rdone)) {
 			s.closeErr = ErrCloseTimeout
-			unblock(s.rw)
+			s.abortIO()
 		}
 		s.killOnce.Do(func() { close(s.kill) })
 		s.hcancel()

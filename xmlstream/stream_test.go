@@ -959,3 +959,34 @@ func TestHandleMessage(t *testing.T) {
 		t.Errorf("two elements: %v", err)
 	}
 }
+
+// TestCORE8_CloseTimeoutBeatsIdleTimeout: a long idle timeout does not keep Close waiting on a
+// peer that never closes; Close gives up after CloseTimeout.
+func TestCORE8_CloseTimeoutBeatsIdleTimeout(t *testing.T) {
+	noLeaks(t)
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	go func() {
+		buf := make([]byte, 4096)
+		_, _ = c2.Read(buf)
+		_, _ = c2.Write([]byte("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='" + juliet + "' to='" + romeo + "' id='x1' version='1.0'><stream:features/>"))
+		for {
+			if _, err := c2.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	s, err := xmlstream.Initiate(ctxT(t), c1, romeo, juliet, &xmlstream.Config{IdleTimeout: time.Minute, CloseTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Close(); !errors.Is(err, xmlstream.ErrCloseTimeout) {
+		t.Errorf("Close = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	c2.Close()
+}
