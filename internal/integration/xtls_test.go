@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/gosrcxmpp"
+	"github.com/xtlsjingle/xtlsjingle/ibb"
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
@@ -33,6 +35,10 @@ type xtlsOpts struct {
 	listener   bool
 	proxies    []socks5.Streamhost
 	transports xtls.TransportPolicy
+	// wrap, if set, wraps the link the XTLS client uses (to record what it carries).
+	wrap func(xtls.Link) xtls.Link
+	// netListener, if set, serves the direct SOCKS5 candidates instead of a fresh listener.
+	netListener net.Listener
 }
 
 func newXTLSParty(t *testing.T, srv *prosodytest.Server, resource string, o xtlsOpts) *xtlsParty {
@@ -70,7 +76,16 @@ func newXTLSParty(t *testing.T, srv *prosodytest.Server, resource string, o xtls
 		t.Cleanup(func() { _ = l.Close() })
 		cfg.S5B.Listener = l
 	}
-	c, err := xtls.NewClient(link, cfg)
+	if o.netListener != nil {
+		l := socks5.NewListener(o.netListener, 0)
+		t.Cleanup(func() { _ = l.Close() })
+		cfg.S5B.Listener = l
+	}
+	var xl xtls.Link = link
+	if o.wrap != nil {
+		xl = o.wrap(link)
+	}
+	c, err := xtls.NewClient(xl, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +304,149 @@ func TestXTLSProsodyWrongPassword(t *testing.T) {
 				t.Fatalf("pins after a failed run: %v", pins)
 			}
 		}
+	}
+}
+
+// recorder keeps every byte it is given.
+type recorder struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (r *recorder) add(b []byte) {
+	r.mu.Lock()
+	r.buf = append(r.buf, b...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) contains(s string) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Contains(string(r.buf), s), len(r.buf)
+}
+
+// recordingLink records every IQ and message payload sent and received through the server, with
+// IBB <data/> payloads decoded.
+type recordingLink struct {
+	xtls.Link
+	rec *recorder
+}
+
+func (l *recordingLink) note(p []byte) {
+	l.rec.add(p)
+	if d, err := ibb.ParseData(p); err == nil {
+		l.rec.add(d.Payload)
+	}
+}
+
+func (l *recordingLink) Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error) {
+	l.note(payload)
+	res, err := l.Link.Request(ctx, to, typ, payload)
+	l.note(res)
+	return res, err
+}
+
+func (l *recordingLink) HandleIQ(space, local string, h func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error)) func() {
+	return l.Link.HandleIQ(space, local, func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+		l.note(payload)
+		res, err := h(ctx, from, to, typ, payload)
+		l.note(res)
+		return res, err
+	})
+}
+
+func (l *recordingLink) SendMessage(ctx context.Context, to string, payload []byte) error {
+	l.note(payload)
+	return l.Link.SendMessage(ctx, to, payload)
+}
+
+func (l *recordingLink) HandleMessage(space, local string, h func(ctx context.Context, from, to string, payload []byte)) func() {
+	return l.Link.HandleMessage(space, local, func(ctx context.Context, from, to string, payload []byte) {
+		l.note(payload)
+		h(ctx, from, to, payload)
+	})
+}
+
+type recordingListener struct {
+	net.Listener
+	rec *recorder
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &recordingConn{Conn: c, rec: l.rec}, nil
+}
+
+type recordingConn struct {
+	net.Conn
+	rec *recorder
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.rec.add(b[:n])
+	return n, err
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.rec.add(b[:n])
+	return n, err
+}
+
+// TestXTLSProsodyNoPlaintext (XTLS-8, issue 6 "plaintext check"): a session through Prosody over
+// IBB and over S5B direct; every stanza either client exchanges with the server (IBB blocks
+// decoded) and every byte of the SOCKS5 connection is recorded; the application text never
+// appears in them.
+func TestXTLSProsodyNoPlaintext(t *testing.T) {
+	const secret = "ArisePassionateSunAndKillTheEnviousMoon"
+	for _, tc := range []struct {
+		name   string
+		policy xtls.TransportPolicy
+		want   string
+	}{{"ibb", xtls.TransportIBB, xtls.TransportNameIBB}, {"s5b", xtls.TransportS5B, xtls.TransportNameS5BDirect}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := prosodytest.Shared(t)
+			rec, tcp := &recorder{}, &recorder{}
+			wrap := func(l xtls.Link) xtls.Link { return &recordingLink{Link: l, rec: rec} }
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := newXTLSParty(t, srv, "orchard", xtlsOpts{transports: tc.policy, wrap: wrap})
+			b := newXTLSParty(t, srv, "balcony", xtlsOpts{wrap: wrap, netListener: &recordingListener{Listener: ln, rec: tcp}})
+			b.mu.Lock()
+			b.password = "by yonder blessed moon"
+			b.mu.Unlock()
+			sa, sb, _ := openAcceptXTLS(t, a, b, &xtls.OpenOptions{Password: "by yonder blessed moon"})
+			if sa.Transport != tc.want {
+				t.Fatalf("transport %s, want %s", sa.Transport, tc.want)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			for _, pair := range [][2]*xtls.Session{{sa, sb}, {sb, sa}} {
+				if err := pair[0].Stream.Send(ctx, []byte("<message><body>"+secret+"</body></message>")); err != nil {
+					t.Fatal(err)
+				}
+				st, err := pair[1].Stream.Next(ctx)
+				if err != nil || !strings.Contains(string(st.Raw), secret) {
+					t.Fatalf("secret not delivered: %v", err)
+				}
+			}
+			closeXTLS(t, sa, sb)
+			found, n := rec.contains(secret)
+			foundTCP, nTCP := tcp.contains(secret)
+			if found || foundTCP {
+				t.Fatal("application text seen on the wire")
+			}
+			// The recorders work: they saw the signalling, and the TCP bytes for S5B.
+			if ok, _ := rec.contains("session-initiate"); !ok || (tc.name == "s5b" && nTCP == 0) {
+				t.Fatalf("recording incomplete: %d stanza bytes, %d TCP bytes", n, nTCP)
+			}
+			t.Logf("%s: %d bytes of stanzas (IBB decoded) and %d TCP bytes checked, no plaintext", tc.name, n, nTCP)
+		})
 	}
 }
