@@ -1046,8 +1046,6 @@ func TestSharedJingleManager(t *testing.T) {
 	}
 	close(ready)
 	defer jc.Close()
-	juliet := &party{link: link, id: id, client: jc, trust: xtls.NewMemoryStore()}
-	_ = juliet
 	// pins: romeo trusts juliet's id, juliet's client trusts romeo through its own store.
 	if err := romeo.trust.Pin("juliet@capulet.lit", id.Fingerprint(), xtls.VerifiedManual, time.Now()); err != nil {
 		t.Fatal(err)
@@ -1079,4 +1077,40 @@ func TestSharedJingleManager(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("non-xmlstream session not handed back")
 	}
+}
+
+// TestXS12_ForgedFromEndsSession (XS-12, CORE-7, XTLS-5): a stanza inside the stream whose from
+// is neither the peer's full nor bare JID ends the stream with <invalid-from/>, and the session
+// with <security-error/> on both sides; the forged stanza is not delivered.
+func TestXS12_ForgedFromEndsSession(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(20)
+	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
+	juliet := newParty(t, n, julietJID, partyOpts{})
+	pinEachOther(t, romeo, juliet)
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.Stream.Send(ctxT(t), []byte("<message from='mallory@evil.lit/x'><body>trust me</body></message>")); err != nil {
+		t.Skipf("xmlstream refuses to send a forged from itself: %v", err)
+	}
+	if st, err := sb.Stream.Next(ctxT(t)); err == nil {
+		t.Fatalf("forged stanza delivered: %s", st.Raw)
+	}
+	for _, s := range []*xtls.Session{sa, sb} {
+		select {
+		case <-s.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("session not ended")
+		}
+	}
+	var e *xtls.Error
+	if !errors.As(sb.Err(), &e) || e.Condition != jingle.SecurityError || !strings.Contains(e.Text, "invalid-from") {
+		t.Fatalf("responder Err = %v, want security-error naming invalid-from", sb.Err())
+	}
+	if sa.Err() == nil {
+		t.Fatal("initiator's session ended without an error")
+	}
+	t.Logf("initiator: %v", sa.Err())
 }
