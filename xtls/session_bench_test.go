@@ -20,24 +20,37 @@ func benchPair(b *testing.B, policy xtls.TransportPolicy, listener bool) (romeo,
 	return romeo, juliet
 }
 
-// BenchmarkSessionSetup measures Open → first stanza delivered for x509 sessions over the
+// BenchmarkSessionSetup measures Open → first stanza delivered for x509 and srp sessions over the
 // in-memory link (issue 6 benchmark; the Prosody numbers are logged by the integration test).
 func BenchmarkSessionSetup(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
 		policy   xtls.TransportPolicy
 		listener bool
-	}{{"x509-ibb", xtls.TransportIBB, false}, {"x509-s5b", xtls.TransportS5B, true}} {
+	}{{"x509-ibb", xtls.TransportIBB, false}, {"x509-s5b", xtls.TransportS5B, true}, {"srp-ibb", xtls.TransportIBB, false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			romeo, juliet := benchPair(b, bc.policy, bc.listener)
 			ctx := context.Background()
+			var opts *xtls.OpenOptions
+			srp := bc.name == "srp-ibb"
+			if srp {
+				opts = &xtls.OpenOptions{Password: "bench"}
+				juliet.setPassword("bench")
+			}
+			unpin := func() {
+				_ = romeo.trust.Unpin("juliet@capulet.lit", juliet.id.Fingerprint())
+				_ = juliet.trust.Unpin("romeo@montague.lit", romeo.id.Fingerprint())
+			}
+			if srp {
+				unpin()
+			}
 			for b.Loop() {
 				ch := make(chan *xtls.Session, 1)
 				go func() {
 					s, _ := juliet.client.Accept(ctx)
 					ch <- s
 				}()
-				sa, err := romeo.client.Open(ctx, julietJID, nil)
+				sa, err := romeo.client.Open(ctx, julietJID, opts)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -49,8 +62,14 @@ func BenchmarkSessionSetup(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
+				if srp && sa.Method != xtls.MethodSRP {
+					b.Fatalf("method %s", sa.Method)
+				}
 				_ = sa.Close()
 				<-sb.Done()
+				if srp {
+					unpin()
+				}
 				b.StartTimer()
 			}
 		})
