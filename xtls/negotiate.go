@@ -179,21 +179,11 @@ func describe(peer, bare string, err error) *Error {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &Error{Peer: peer, Condition: jingle.Timeout, Text: "timed out while securing the session", Err: err}
 	}
-	if s := err.Error(); len(s) > 0 && containsRemoteAlert(s) {
-		// crypto/tls reports a peer's alert as a plain error "remote error: tls: ...".
-		return secErr(peer, "the peer refused the TLS session ("+s+")", err)
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "remote error" {
+		// crypto/tls reports an alert from the peer as a *net.OpError "remote error".
+		return secErr(peer, "the peer refused the TLS session ("+oe.Err.Error()+")", err)
 	}
 	return secErr(peer, "TLS or stream failure: "+err.Error(), err)
-}
-
-func containsRemoteAlert(s string) bool {
-	const p = "remote error: tls: "
-	for i := 0; i+len(p) <= len(s); i++ {
-		if s[i:i+len(p)] == p {
-			return true
-		}
-	}
-	return false
 }
 
 // newS5B builds our SOCKS5 transport: the initiator's (offer == nil) or the responder's.
