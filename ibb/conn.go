@@ -566,7 +566,7 @@ func (c *Conn) sendClose(deadline time.Time) {
 var ErrUnacknowledged = errors.New("ibb: data not acknowledged before close")
 
 // Close closes the bytestream: it unblocks Read and Write, waits (bounded by
-// Config.CloseTimeout and the write deadline) until every data block sent was acknowledged,
+// Config.CloseTimeout) until every data block sent was acknowledged,
 // then sends <close/> and waits for its result (IBB-15). It returns ErrUnacknowledged when the
 // wait expired. It is safe to call more than once; later calls return nil.
 func (c *Conn) Close() error {
@@ -584,10 +584,9 @@ func (c *Conn) Close() error {
 		c.h.remove(c)
 
 		if wasOpen {
+			// Bounded by CloseTimeout only, not by the write deadline: crypto/tls sets that to
+			// now right after its close_notify, which must still reach the peer.
 			limit := time.Now().Add(c.h.cfg.CloseTimeout)
-			if dl := c.writeDL.deadlineTime(); !dl.IsZero() && dl.Before(limit) {
-				limit = dl
-			}
 			acked := make(chan struct{})
 			go func() { c.inflight.Wait(); close(acked) }()
 			t := time.NewTimer(time.Until(limit))

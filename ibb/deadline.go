@@ -10,7 +10,6 @@ import (
 type deadline struct {
 	mu     sync.Mutex // guards timer and cancel
 	timer  *time.Timer
-	at     time.Time
 	cancel chan struct{} // must be non-nil
 }
 
@@ -24,7 +23,6 @@ func (d *deadline) set(t time.Time) {
 		<-d.cancel // wait for the timer callback to finish and close cancel
 	}
 	d.timer = nil
-	d.at = t
 	closed := isClosedChan(d.cancel)
 	if t.IsZero() {
 		if closed {
@@ -50,13 +48,6 @@ func (d *deadline) wait() chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cancel
-}
-
-// deadlineTime returns the deadline last set (zero when none).
-func (d *deadline) deadlineTime() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.at
 }
 
 // stop releases the timer.
