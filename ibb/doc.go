@@ -12,12 +12,13 @@
 //
 //   - Write splits data into blocks of at most the negotiated block-size (IBB-5), sends each
 //     as an IQ set (or a message, IBB-3/IBB-17) with seq counting up from 0 and wrapping
-//     after 65535 (IBB-7), and keeps at most Config.Window of them unacknowledged (IBB-10).
-//     A refused block closes the stream (IBB-13). Close sends <close/> only after every
-//     block was acknowledged, then waits for its result (IBB-15).
+//     after 65535 (IBB-7), in seq order on the wire, and sends a block only while it is less
+//     than Config.Window ahead of the oldest unacknowledged one (IBB-10). A refused block
+//     closes the stream (IBB-13). Close sends <close/> only after every block was
+//     acknowledged, then waits for its result (IBB-15).
 //   - Stanzas arrive in any order (the adapter dispatches each on its own goroutine), so the
-//     receiver restores seq order inside Config.ReceiveWindow and acknowledges a block only
-//     once it is in order. A duplicate seq (unexpected-request), a block too far ahead, a gap
+//     receiver restores seq order inside Config.ReceiveWindow; acks are withheld only while
+//     the reader is behind. A duplicate seq (unexpected-request), a block too far ahead, a gap
 //     that does not fill within Config.ReorderTimeout, an oversized block or bad Base64
 //     (bad-request, IBB-19) ends the stream: the offending stanza gets the XEP-0047 error,
 //     the peer gets <close/>, and Read returns the data still held and then a typed error
