@@ -39,8 +39,8 @@ type Config struct {
 	Window int
 	// ReceiveWindow is how far ahead of the next expected seq a block may arrive (the
 	// reordering the receiver tolerates, GOSRC.md §3.A4); a block further ahead is a gap
-	// (IBB-14). It also bounds the blocks held for the reader before acks are withheld.
-	// Default 64, and never below Window.
+	// (IBB-14), so it must be at least the peer's Window. It also bounds the blocks held for
+	// the reader before acks are withheld. Default 64, and never below Window.
 	ReceiveWindow int
 	// Stanza is the stanza kind Open asks for: StanzaIQ (default, IBB-3) or StanzaMessage.
 	Stanza string
