@@ -17,9 +17,6 @@ import (
 // IBB-7: seq is a 16-bit counter that wraps from 65535 to 0. 65536+300 one-byte blocks go
 // through (the receiver follows the wrap), and the wire shows 65535 followed by 0.
 func TestIBB7_SeqWrap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("65836 stanzas; run without -short")
-	}
 	cfg := &ibb.Config{Window: 32}
 	w := newWorld(t, 7, cfg, cfg)
 	var mu sync.Mutex
