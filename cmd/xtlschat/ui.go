@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sync"
 
 	"golang.org/x/term"
@@ -129,9 +130,25 @@ func runInteractive(ctx context.Context, o *options, st *store, password string,
 			io.Reader
 			io.Writer
 		}{stdin, stdout}, "> ")
-		if w, h, err := term.GetSize(int(f.Fd())); err == nil {
-			u.t.SetSize(w, h)
+		resize := func() {
+			if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+				u.t.SetSize(w, h)
+			}
 		}
+		resize()
+		winch := make(chan os.Signal, 1)
+		notifyResize(winch)
+		defer signal.Stop(winch)
+		go func() { // ends with ctx (cancelled before run returns)
+			for {
+				select {
+				case <-winch:
+					resize()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 		u.w = u.t
 	}
 
