@@ -163,7 +163,7 @@ type Client struct {
 	cancel   context.CancelFunc
 }
 
-// Open options for one session.
+// OpenOptions are the options of one Open call.
 type OpenOptions struct {
 	// Password enables srp when the peer's certificate is not pinned (XTLS-16).
 	Password string
