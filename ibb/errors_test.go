@@ -344,3 +344,34 @@ func TestIBB11_WaitErrorEndsStream(t *testing.T) {
 		t.Fatal("Write after the failure succeeded")
 	}
 }
+
+// IBB-16: when Open gives up (its context ends) after the peer may have accepted, the peer is
+// told with <close/>, so that no half-open stream is left behind.
+func TestIBB16_OpenGivenUpIsClosed(t *testing.T) {
+	w := newWorld(t, 1, nil, nil)
+	rec := record(w.net)
+	// Juliet accepts, but her answer is held back longer than romeo waits.
+	w.net.SetFaults(julietJID, romeoJID, xmpptest.Faults{Delay: 1, MaxDelay: 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	accepted := make(chan *ibb.Conn, 1)
+	go func() {
+		c, _ := w.hJulie.Accept(ctx)
+		accepted <- c
+	}()
+	time.Sleep(20 * time.Millisecond) // Accept waiting
+	octx, ocancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer ocancel()
+	if _, err := w.hRomeo.Open(octx, julietJID, "half", 4096); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open: %v; want the context's deadline", err)
+	}
+	c := <-accepted
+	if c == nil {
+		t.Fatal("juliet never saw the open")
+	}
+	defer c.Close()
+	rec.waitFor(t, "romeo's <close/>", isCloseFrom(romeoJID))
+	if got, err := readErr(t, c); err != nil || len(got) != 0 { // io.ReadAll: nil at io.EOF
+		t.Fatalf("juliet's Read: %q, %v; want a clean end of stream", got, err)
+	}
+}

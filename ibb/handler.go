@@ -102,6 +102,8 @@ type Handler struct {
 	removers []func()
 	acceptCh chan *Conn
 
+	bg sync.WaitGroup // best-effort <close/> after an Open the caller gave up on
+
 	mu     sync.Mutex
 	conns  map[connKey]*Conn
 	expect map[connKey]*expectation
@@ -158,6 +160,7 @@ func (h *Handler) Close() error {
 		}()
 	}
 	wg.Wait()
+	h.bg.Wait()
 	return nil
 }
 
@@ -194,6 +197,17 @@ func (h *Handler) Open(ctx context.Context, peer, sid string, blockSize int) (*C
 		if errors.As(err, &se) {
 			return nil, &RemoteError{Op: "open", Err: err}
 		}
+		// We gave up waiting (ctx) or lost the server: the peer may have opened the stream,
+		// so tell it that it is closed, in the background.
+		h.mu.Lock()
+		if !h.closed {
+			h.bg.Add(1)
+			go func() {
+				defer h.bg.Done()
+				c.sendClose(time.Now().Add(h.cfg.CloseTimeout))
+			}()
+		}
+		h.mu.Unlock()
 		return nil, err
 	}
 	return c, nil
