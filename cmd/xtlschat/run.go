@@ -46,7 +46,8 @@ Session flags (open, listen, and the interactive /open):
   --method x509|srp|auto     x509 needs the peer pinned; srp needs a shared password;
                              auto picks x509 when pinned, else srp (default auto)
   --shared-password-file FILE  the one-time shared password for srp (or $XTLSCHAT_SHARED_PASSWORD)
-  --timeout DURATION         give up setting up a session after this long (default 2m)
+  --timeout DURATION         give up setting up a session, or waiting for the messages of
+                             --wait, after this long (default 2m)
 
 open:   --to FULL-JID (the peer's JID with its resource)  --message TEXT (repeatable; default:
         the lines of standard input)  --wait N (wait for N messages from the peer before closing)

@@ -112,6 +112,9 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 		sc := bufio.NewScanner(stdin)
 		sc.Buffer(make([]byte, 0, 4096), maxShownText)
 		for sc.Scan() {
+			if sc.Text() == "" {
+				continue // an empty body is not a chat message
+			}
 			if sendErr = send(sc.Text()); sendErr != nil {
 				break
 			}
