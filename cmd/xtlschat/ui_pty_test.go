@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/pem"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +36,12 @@ func TestInteractivePTY(t *testing.T) {
 	}
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
 
+	// os/signal starts one process-wide goroutine on first use, which never ends: start it
+	// before counting.
+	warm := make(chan os.Signal, 1)
+	notifyResize(warm)
+	signal.Stop(warm)
+	baseline := runtime.NumGoroutine()
 	master, slave := openPTY(t)
 	defer master.Close()
 	sc := readScreen(master)
@@ -118,7 +126,19 @@ func TestInteractivePTY(t *testing.T) {
 		t.Fatalf("bob's listen: %v; events %+v", err, listenOut.events(t))
 	}
 	slave.Close()
+	master.Close()
+	<-sc.done
 	if testing.Verbose() {
 		t.Logf("the terminal showed:\n%s", sc.String())
+	}
+	// Nothing of the interactive client (input reader, resize watcher, session goroutines)
+	// outlives run.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after the run, %d before:\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
 	}
 }
