@@ -2,9 +2,11 @@ package xtls_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"slices"
@@ -1113,4 +1115,176 @@ func TestXS12_ForgedFromEndsSession(t *testing.T) {
 		t.Fatal("initiator's session ended without an error")
 	}
 	t.Logf("initiator: %v", sa.Err())
+}
+
+// mitmProxy is a SOCKS5 proxy run by an attacker that controls the server: instead of relaying
+// the bytestream, it terminates TLS towards both parties with its own certificate and relays
+// the plaintext between the two TLS sessions.
+type mitmProxy struct {
+	l    *socks5.Listener
+	id   *xtls.Identity
+	mu   sync.Mutex
+	got  []net.Conn
+	wg   sync.WaitGroup
+	done chan struct{}
+}
+
+func (m *mitmProxy) deliver(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, c)
+	if len(m.got) == 2 {
+		a, b := m.got[0], m.got[1]
+		m.wg.Add(1)
+		go m.splice(a, b)
+	}
+	return true
+}
+
+// splice finds the TLS client (the side that speaks first: the initiator's ClientHello),
+// terminates TLS on both sides and relays plaintext.
+func (m *mitmProxy) splice(a, b net.Conn) {
+	defer m.wg.Done()
+	defer a.Close()
+	defer b.Close()
+	first := make(chan net.Conn, 2)
+	peek := map[net.Conn][]byte{}
+	var pmu sync.Mutex
+	var peekers sync.WaitGroup
+	for _, c := range []net.Conn{a, b} {
+		peekers.Add(1)
+		go func() {
+			defer peekers.Done()
+			buf := make([]byte, 1)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := c.Read(buf); err == nil && n == 1 {
+				pmu.Lock()
+				peek[c] = buf
+				pmu.Unlock()
+				first <- c
+			}
+		}()
+	}
+	var client net.Conn
+	select {
+	case client = <-first:
+	case <-m.done:
+		return
+	}
+	server := a
+	if client == a {
+		server = b
+	}
+	// stop the reader still waiting on the TLS server's side (it speaks only after a
+	// ClientHello, so it has consumed nothing)
+	_ = server.SetReadDeadline(time.Now())
+	peekers.Wait()
+	_ = server.SetReadDeadline(time.Time{})
+	_ = client.SetReadDeadline(time.Time{})
+	pmu.Lock()
+	pre := peek[client]
+	pmu.Unlock()
+	cert := m.id.Certificate()
+	toClient := tls.Server(&prefixConn{Conn: client, pre: pre}, &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert,
+	})
+	toServer := tls.Client(server, &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		InsecureSkipVerify: true, VerifyConnection: func(tls.ConnectionState) error { return nil }, // the attacker accepts anything
+	})
+	go func() { _, _ = io.Copy(toServer, toClient); _ = toServer.Close() }()
+	_, _ = io.Copy(toClient, toServer)
+	_ = toClient.Close()
+}
+
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// TestXSRP10_4_SessionMITM (XSRP-4, XSRP-7, XSRP-10(4), XTLS-D4, issue 6 attacks): the server
+// injects its own SOCKS5 proxy, which terminates TLS on both sides with its own certificate and
+// relays. With a shared password the XSRP proofs are bound to each TLS session's exporter and
+// certificates, so both sides fail with "wrong password or attack" and pin nothing; with pins,
+// x509 refuses the attacker's certificate.
+func TestXSRP10_4_SessionMITM(t *testing.T) {
+	checkGoroutines(t)
+	for _, method := range []string{xtls.MethodSRP, xtls.MethodX509} {
+		t.Run(method, func(t *testing.T) {
+			n := xmpptest.NewNetwork(21)
+			l, err := socks5.Listen("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mallory, _ := xtls.NewIdentity("mallory@evil.lit", xtls.KeyEd25519)
+			m := &mitmProxy{l: l, id: mallory, done: make(chan struct{})}
+			defer func() { close(m.done); _ = l.Close(); m.wg.Wait() }()
+			proxy := n.Party("proxy.evil.lit")
+			defer proxy.HandleIQ(socks5.NSBytestreams, "query", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
+				return nil, nil // "activated"
+			})()
+			n.Observe(func(s xmpptest.Stanza) {
+				j, err := jingle.Parse(s.Payload)
+				if err != nil || j.Action != jingle.SessionInitiate {
+					return
+				}
+				if tr, err := socks5.ParseTransport(j.Contents[0].Transport); err == nil && tr.DstAddr != "" {
+					l.Expect(tr.DstAddr, m.deliver)
+				}
+			})
+			// the only candidate is the attacker's proxy, offered by romeo's (compromised) config
+			sh := socks5.Streamhost{JID: "proxy.evil.lit", Host: "127.0.0.1", Port: l.Port()}
+			romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportS5B, proxies: []socks5.Streamhost{sh}})
+			juliet := newParty(t, n, julietJID, partyOpts{})
+			var opts *xtls.OpenOptions
+			if method == xtls.MethodSRP {
+				juliet.setPassword("same password")
+				opts = &xtls.OpenOptions{Password: "same password"}
+			} else {
+				pinEachOther(t, romeo, juliet)
+			}
+			_, err = romeo.client.Open(ctxT(t), julietJID, opts)
+			var e *xtls.Error
+			if !errors.As(err, &e) || e.Condition != jingle.SecurityError {
+				t.Fatalf("Open through the MITM = %v, want security-error", err)
+			}
+			want := "wrong password or attack"
+			if method == xtls.MethodX509 {
+				want = "certificate of juliet@capulet.lit changed"
+			}
+			if !strings.Contains(e.Text, want) {
+				t.Errorf("initiator text %q, want %q", e.Text, want)
+			}
+			t.Logf("initiator: %v", err)
+			select {
+			case rerr := <-juliet.errs:
+				if !errors.As(rerr, &e) || e.Condition != jingle.SecurityError {
+					t.Fatalf("responder: %v", rerr)
+				}
+				t.Logf("responder: %v", rerr)
+			case <-time.After(10 * time.Second):
+				t.Fatal("responder reported nothing")
+			}
+			m.mu.Lock()
+			spliced := len(m.got)
+			m.mu.Unlock()
+			if spliced != 2 {
+				t.Fatalf("the attacker's proxy got %d connections, want 2 (test did not exercise the MITM)", spliced)
+			}
+			if method == xtls.MethodSRP {
+				if len(pinned(t, romeo, julietJID)) != 0 || len(pinned(t, juliet, romeoJID)) != 0 {
+					t.Fatal("a pin was created through the MITM")
+				}
+			}
+		})
+	}
 }
