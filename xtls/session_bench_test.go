@@ -76,34 +76,36 @@ func BenchmarkSessionSetup(b *testing.B) {
 	}
 }
 
-// TestIdleSessionMemory logs the heap held per idle x509 session (both ends in this process,
-// IBB over the in-memory link). Measured, not asserted (issue 6: goal ≤ 32 KiB per session end).
-func TestIdleSessionMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("memory measurement")
-	}
-	const sessions = 200
-	n := xmpptest.NewNetwork(98)
-	romeo := newParty(t, n, romeoJID, partyOpts{transports: xtls.TransportIBB})
-	juliet := newParty(t, n, julietJID, partyOpts{})
-	pinEachOther(t, romeo, juliet)
+// BenchmarkIdleSession opens b.N x509 sessions over IBB on the in-memory link and keeps them
+// open, reporting the heap held per session end (both ends live in this process) and goroutines
+// per session end (issue 6 goal: ≤ 32 KiB per idle session end).
+func BenchmarkIdleSession(b *testing.B) {
+	romeo, juliet := benchPair(b, xtls.TransportIBB, false)
+	ctx := context.Background()
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	before := ms.HeapAlloc
+	before, g0 := ms.HeapAlloc, runtime.NumGoroutine()
 	var all []*xtls.Session
-	for range sessions {
-		sa, sb, err := openAccept(t, romeo, juliet, nil)
+	for b.Loop() {
+		ch := make(chan *xtls.Session, 1)
+		go func() {
+			s, _ := juliet.client.Accept(ctx)
+			ch <- s
+		}()
+		sa, err := romeo.client.Open(ctx, julietJID, nil)
 		if err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
-		all = append(all, sa, sb)
+		all = append(all, sa, <-ch)
 	}
-	time.Sleep(100 * time.Millisecond)
+	b.StopTimer()
+	time.Sleep(50 * time.Millisecond)
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	per := float64(ms.HeapAlloc-before) / float64(2*sessions)
-	t.Logf("%d idle sessions (both ends here): %.1f KiB heap per session end, %d goroutines", sessions, per/1024, runtime.NumGoroutine())
+	ends := float64(len(all))
+	b.ReportMetric(float64(int64(ms.HeapAlloc)-int64(before))/ends/1024, "KiB/end")
+	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/ends, "goroutines/end")
 	for i := 0; i < len(all); i += 2 {
 		_ = all[i].Close()
 		<-all[i+1].Done()
