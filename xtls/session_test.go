@@ -209,16 +209,22 @@ func pinned(t *testing.T, p *party, peer string) []xtls.Pin {
 // password uses srp and pins both certificates; the second session uses x509 without any
 // password. S5B direct over loopback TCP.
 func TestXTLSD3_SRPThenX509(t *testing.T) {
-	runSRPThenX509(t, 1, false)
+	runSRPThenX509(t, 1, false, xtls.TransportAuto)
 }
 
 // TestXTLSD3_SRPThenX509_Reordered is the same run with stanzas delayed and reordered on the
 // signalling path in both directions (DESIGN "Ordering", GOSRC.md §3.A4).
 func TestXTLSD3_SRPThenX509_Reordered(t *testing.T) {
-	runSRPThenX509(t, 7, true)
+	runSRPThenX509(t, 7, true, xtls.TransportAuto)
 }
 
-func runSRPThenX509(t *testing.T, seed int64, faults bool) {
+// TestXTLSD3_SRPThenX509_IBBReordered: the same over IBB, where the TLS records themselves travel
+// as stanzas that arrive out of order (IBB-7 restores the order by seq).
+func TestXTLSD3_SRPThenX509_IBBReordered(t *testing.T) {
+	runSRPThenX509(t, 8, true, xtls.TransportIBB)
+}
+
+func runSRPThenX509(t *testing.T, seed int64, faults bool, policy xtls.TransportPolicy) {
 	checkGoroutines(t)
 	n := xmpptest.NewNetwork(seed)
 	if faults {
@@ -226,8 +232,12 @@ func runSRPThenX509(t *testing.T, seed int64, faults bool) {
 		n.SetFaults(romeoJID, julietJID, f)
 		n.SetFaults(julietJID, romeoJID, f)
 	}
-	romeo := newParty(t, n, romeoJID, partyOpts{listener: true})
+	romeo := newParty(t, n, romeoJID, partyOpts{listener: true, transports: policy})
 	juliet := newParty(t, n, julietJID, partyOpts{listener: true})
+	wantTransport := xtls.TransportNameS5BDirect
+	if policy == xtls.TransportIBB {
+		wantTransport = xtls.TransportNameIBB
+	}
 
 	juliet.setPassword("correct horse battery staple")
 	start := time.Now()
@@ -239,8 +249,8 @@ func runSRPThenX509(t *testing.T, seed int64, faults bool) {
 	if sa.Method != xtls.MethodSRP || sb.Method != xtls.MethodSRP {
 		t.Fatalf("methods %q/%q, want srp", sa.Method, sb.Method)
 	}
-	if sa.Transport != xtls.TransportNameS5BDirect || sb.Transport != xtls.TransportNameS5BDirect {
-		t.Fatalf("transports %q/%q, want s5b-direct", sa.Transport, sb.Transport)
+	if sa.Transport != wantTransport || sb.Transport != wantTransport {
+		t.Fatalf("transports %q/%q, want %s", sa.Transport, sb.Transport, wantTransport)
 	}
 	if !sa.Pinned || !sb.Pinned {
 		t.Fatalf("pinned %v/%v, want both (XSRP-8)", sa.Pinned, sb.Pinned)
@@ -282,6 +292,13 @@ func runSRPThenX509(t *testing.T, seed int64, faults bool) {
 	}
 	exchange(t, sa, sb, "by any other name")
 	closePair(t, sb, sa) // responder closes this time
+	if faults {
+		_, _, delayed := n.Stats()
+		if delayed == 0 {
+			t.Fatal("no stanza was delayed: the reordering run did not reorder")
+		}
+		t.Logf("%d stanzas delayed (reordered)", delayed)
+	}
 }
 
 // pinEachOther pins both identities manually (as after an out-of-band comparison).
