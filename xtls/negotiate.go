@@ -123,15 +123,9 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		if err != nil {
 			return fail(err)
 		}
-		// It is pinned already (VerifyConnection checked): refresh LastSeen, keeping how it was
-		// verified (a leap-of-faith pin must not be upgraded by use).
-		if pins, err := c.cfg.Trust.Pins(bare); err == nil {
-			for _, p := range pins {
-				if p.Fingerprint.Equal(fp) {
-					_ = c.cfg.Trust.Pin(bare, fp, p.Verified, time.Now())
-				}
-			}
-		}
+		// It is pinned already (VerifyConnection checked): refresh LastSeen only; Seen keeps
+		// how it was verified (a leap-of-faith pin must not be upgraded by use).
+		_ = c.cfg.Trust.Seen(bare, fp, time.Now())
 	}
 	s.PeerFingerprint = fp
 	var st *xmlstream.Stream
