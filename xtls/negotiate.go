@@ -129,17 +129,27 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 	}
 	s.PeerFingerprint = fp
 	var st *xmlstream.Stream
+	var sc net.Conn = tc
+	var nc *nudgeConn
+	if s.Transport == TransportNameS5BProxy {
+		nc = newNudgeConn(tc) // proxy65 hold-back cure (see nudge.go)
+		sc = nc
+	}
 	if s.Initiator {
 		// GO-7: with x509, reading the responder's header is what proves the responder
 		// accepted our certificate; Initiate returns only after it.
-		st, err = xmlstream.Initiate(ctx, tc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
+		st, err = xmlstream.Initiate(ctx, sc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
 	} else {
-		st, err = xmlstream.Respond(ctx, tc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
+		st, err = xmlstream.Respond(ctx, sc, c.link.LocalJID(), s.Peer, c.cfg.Stream)
 	}
 	if err != nil {
 		return fail(err)
 	}
 	s.Stream = st
+	if nc != nil {
+		s.wg.Add(1)
+		go s.nudge(nc)
+	}
 	s.servePubkeys()
 	return nil
 }
