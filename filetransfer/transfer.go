@@ -117,9 +117,10 @@ func secured(conn net.Conn) bool {
 
 // ValidName reports whether name may be created in a download directory: a single local path
 // element, valid UTF-8 without control characters or path separators, not hidden (a leading
-// '.', which also keeps it apart from our temporary files) and at most 255 bytes.
+// '.', which also keeps it apart from our temporary files) and short enough that its
+// temporary name ".<name>.part" fits in 255 bytes.
 func ValidName(name string) bool {
-	if name == "" || len(name) > maxNameBytes || !utf8.ValidString(name) || name[0] == '.' ||
+	if name == "" || len(name) > maxNameBytes-len(partName("")) || !utf8.ValidString(name) || name[0] == '.' ||
 		strings.ContainsAny(name, `/\:`) || !filepath.IsLocal(name) || filepath.Base(name) != name {
 		return false
 	}
@@ -370,7 +371,7 @@ func Receive(ctx context.Context, s *jingle.Session, content string, conn net.Co
 	if !secured(conn) && !opts.AllowPlaintext {
 		return nil, end(s, w, ErrPlaintext)
 	}
-	if _, err := CheckOffer(offer, opts); err != nil && !errors.Is(err, ErrExists) {
+	if _, err := CheckOffer(offer, opts); err != nil {
 		return nil, end(s, w, err)
 	}
 	defer onCancel(ctx, s, conn)()

@@ -586,3 +586,81 @@ func ibbDecode(p []byte) []byte {
 	}
 	return d.Payload
 }
+
+// TestFT9_Resume: a partial download left by an earlier transfer is resumed: CheckOffer reports
+// its length, the receiver asks for <range offset/> in session-accept, the sender skips (but
+// hashes) that prefix, only the rest crosses, and the whole file is verified.
+func TestFT9_Resume(t *testing.T) {
+	checkGoroutines(t)
+	data, f := randomFile(t, 1<<20)
+	dir := t.TempDir()
+	const have = 600 << 10
+	if err := os.WriteFile(filepath.Join(dir, ".payload.bin.part"), data[:have], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var first atomic.Int64
+	first.Store(-1)
+	out := run(t, setup{file: f, data: data,
+		acceptFile: func(offer *filetransfer.File, resume int64) *filetransfer.File {
+			if resume != have {
+				t.Errorf("resume offset %d", resume)
+			}
+			a := *offer
+			a.Range = &filetransfer.Range{Offset: resume}
+			return &a
+		},
+		send: filetransfer.SendOptions{AllowPlaintext: true, Progress: func(p filetransfer.Progress) {
+			first.CompareAndSwap(-1, p.Done)
+		}},
+		recv: filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true}})
+	if out.sendErr != nil || out.recvErr != nil || out.checkErr != nil {
+		t.Fatalf("send %v, recv %v, check %v", out.sendErr, out.recvErr, out.checkErr)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "payload.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatal("file differs")
+	}
+	if d := first.Load(); d <= have || d > have+64<<10 {
+		t.Fatalf("sender's first progress %d: the prefix was sent again", d)
+	}
+}
+
+// TestFT9_ResumeCorruptPrefix: a partial file whose prefix is not the offered file's is caught
+// by the hash over the whole file; the partial file is deleted.
+func TestFT9_ResumeCorruptPrefix(t *testing.T) {
+	checkGoroutines(t)
+	data, f := randomFile(t, 256<<10)
+	dir := t.TempDir()
+	bad := bytes.Clone(data[:100<<10])
+	bad[5] ^= 0xff
+	os.WriteFile(filepath.Join(dir, ".payload.bin.part"), bad, 0o600)
+	out := run(t, setup{file: f, data: data,
+		acceptFile: func(offer *filetransfer.File, resume int64) *filetransfer.File {
+			a := *offer
+			a.Range = &filetransfer.Range{Offset: resume}
+			return &a
+		},
+		send: filetransfer.SendOptions{AllowPlaintext: true},
+		recv: filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true}})
+	if !errors.Is(out.recvErr, filetransfer.ErrHashMismatch) {
+		t.Fatalf("recv %v", out.recvErr)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
+	}
+}
+
+// TestFT3_ExistingFileNotReplaced: an offer for a name that exists is refused (ErrExists).
+func TestFT3_ExistingFileNotReplaced(t *testing.T) {
+	checkGoroutines(t)
+	data, f := randomFile(t, 100)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "payload.bin"), []byte("mine"), 0o600)
+	out := run(t, setup{file: f, data: data, recv: filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true}})
+	if !errors.Is(out.checkErr, filetransfer.ErrExists) || out.declined == nil {
+		t.Fatalf("check %v", out.checkErr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "payload.bin")); string(b) != "mine" {
+		t.Fatal("replaced")
+	}
+}
