@@ -255,7 +255,14 @@ func TestFT2_OneMiBOverIBB(t *testing.T) {
 	dir := t.TempDir()
 	var last atomic.Int64
 	var calls atomic.Int32
+	var mu sync.Mutex
+	var wire bytes.Buffer
 	out := run(t, setup{file: f, data: data,
+		observe: func(s xmpptest.Stanza) {
+			mu.Lock()
+			wire.Write(ibbDecode(s.Payload))
+			mu.Unlock()
+		},
 		send: filetransfer.SendOptions{AllowPlaintext: true},
 		recv: filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true, MaxSize: 2 << 20,
 			Progress: func(p filetransfer.Progress) { last.Store(p.Done); calls.Add(1) }}})
@@ -275,6 +282,12 @@ func TestFT2_OneMiBOverIBB(t *testing.T) {
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 {
 		t.Fatalf("directory holds %d entries", len(ents))
+	}
+	// Control for TestFT8's capture: plaintext IBB shows the file bytes.
+	mu.Lock()
+	defer mu.Unlock()
+	if visible(data, wire.Bytes()) < 0 {
+		t.Fatal("plaintext transfer not visible in the capture: the capture method is broken")
 	}
 }
 
@@ -543,12 +556,12 @@ func tlsWrap(t *testing.T, ini, res net.Conn) (net.Conn, net.Conn) {
 	return c, s
 }
 
-// TestFT8_OverXTLS_IBB: with the bytestream wrapped in TLS by xtls's profile (x509, pinned),
+// TestFT8_OverXTLS_IBB: 8 MiB; with the bytestream wrapped in TLS by xtls's profile (x509, pinned),
 // the transfer runs without AllowPlaintext, and no 16-byte window of the file appears in any
 // stanza (the IBB payloads are decoded).
 func TestFT8_OverXTLS_IBB(t *testing.T) {
 	checkGoroutines(t)
-	data, f := randomFile(t, 1<<20)
+	data, f := randomFile(t, 8<<20)
 	dir := t.TempDir()
 	var mu sync.Mutex
 	var wire bytes.Buffer
@@ -568,14 +581,27 @@ func TestFT8_OverXTLS_IBB(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if wire.Len() < 1<<20 {
+	if wire.Len() < 8<<20 {
 		t.Fatalf("only %d bytes of IBB payload observed", wire.Len())
 	}
+	if i := visible(data, wire.Bytes()); i >= 0 {
+		t.Fatalf("file bytes at %d visible on the wire", i)
+	}
+}
+
+// visible returns the offset of a 16-byte window of data (sampled every 4 KiB) that occurs in
+// wire, or -1.
+func visible(data, wire []byte) int {
+	windows := map[[16]byte]int{}
 	for i := 0; i+16 <= len(data); i += 4096 {
-		if bytes.Contains(wire.Bytes(), data[i:i+16]) {
-			t.Fatalf("file bytes at %d visible on the wire", i)
+		windows[[16]byte(data[i:i+16])] = i
+	}
+	for j := 0; j+16 <= len(wire); j++ {
+		if i, ok := windows[[16]byte(wire[j:j+16])]; ok {
+			return i
 		}
 	}
+	return -1
 }
 
 // ibbDecode returns the decoded payload of an IBB <data/> stanza (nil otherwise).
@@ -662,5 +688,57 @@ func TestFT3_ExistingFileNotReplaced(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "payload.bin")); string(b) != "mine" {
 		t.Fatal("replaced")
+	}
+}
+
+// srpWrap secures both bytestreams with xtls's srp method: TLS 1.3 with fresh identities, then
+// XSRP with the shared password on the TLS connection (XSRP-8); nothing is read or written
+// before XSRP succeeded (XTLS-D6).
+func srpWrap(password string) func(t *testing.T, ini, res net.Conn) (net.Conn, net.Conn) {
+	return func(t *testing.T, ini, res net.Conn) (net.Conn, net.Conn) {
+		idR, _ := xtls.NewIdentity("romeo@montague.lit", xtls.KeyEd25519)
+		idJ, _ := xtls.NewIdentity("juliet@capulet.lit", xtls.KeyEd25519)
+		cc, err := xtls.ClientConfig(idR, "juliet@capulet.lit", xtls.MethodSRP, xtls.NewMemoryStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := xtls.ServerConfig(idJ, "romeo@montague.lit", xtls.MethodSRP, xtls.NewMemoryStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, s := tls.Client(ini, cc), tls.Server(res, sc)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := xtls.ServerXSRP(t.Context(), s, idJ, "romeo@montague.lit", password)
+			errc <- err
+		}()
+		fp, err := xtls.ClientXSRP(t.Context(), c, idR, "romeo@montague.lit", password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if fp != idJ.Fingerprint() {
+			t.Fatal("XSRP returned another fingerprint than Juliet's")
+		}
+		return c, s
+	}
+}
+
+// TestFT8_OverXSRP_S5B: 8 MiB over a direct SOCKS5 bytestream secured with xtls's srp method
+// and XSRP, no plaintext permission needed.
+func TestFT8_OverXSRP_S5B(t *testing.T) {
+	checkGoroutines(t)
+	data, f := randomFile(t, 8<<20)
+	dir := t.TempDir()
+	out := run(t, setup{transport: "s5b", file: f, data: data, wrap: srpWrap("wherefore art thou"),
+		recv: filetransfer.ReceiveOptions{Dir: dir}})
+	if out.sendErr != nil || out.recvErr != nil || out.checkErr != nil {
+		t.Fatalf("send %v, recv %v, check %v", out.sendErr, out.recvErr, out.checkErr)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "payload.bin"))
+	if err != nil || !bytes.Equal(got, data) || out.res.Verified != "sha-256" {
+		t.Fatal("file differs")
 	}
 }
