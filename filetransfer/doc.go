@@ -6,9 +6,9 @@
 // File is the <file/> of a <description/> (ParseDescription, File.Description); Checksum and
 // Received are the session-info payloads (ParseInfo). The parsers are strict and bounded
 // (16 KiB, 4 levels, 64 elements, no comments/PIs/DTDs, strict Base64) and return *Error
-// with condition bad-request. They accept what Gajim and Libervia send: hashes in algorithms
-// the standard library cannot compute (blake2b-512) are kept but not used for verification,
-// <hash-used/> and empty <range/> are understood, and Libervia's checksum, Base64 of the hex
+// with condition bad-request. They accept what Gajim and Libervia send: Gajim's blake2b-512
+// (computed by this package, RFC 7693, as XEP-0414 requires), hashes in algorithms we cannot
+// compute (kept, not used for verification), <hash-used/> and empty <range/> are understood, and Libervia's checksum, Base64 of the hex
 // string instead of the digest, is decoded to the digest.
 //
 // # Transfers
@@ -27,7 +27,7 @@
 // then Receive: bytes go to ".<name>.part" inside the directory (opened through os.Root, so
 // no path or symlink leads outside), are hashed on the way, and the file is moved to its name
 // only after exactly the offered size arrived and its SHA-256 (or SHA-512, SHA3-256,
-// SHA3-512) matched the offer or the sender's <checksum/> session-info, compared in constant
+// SHA3-512, BLAKE2b-512) matched the offer or the sender's <checksum/> session-info, compared in constant
 // time. Then the receiver sends <received/> and terminates with <success/>. Failures end the
 // session with the reason ReasonFor gives: <decline/> for refused offers, <media-error/> for a
 // wrong hash or size, <cancel/> when a context is cancelled, <security-error/> for

@@ -87,7 +87,7 @@ type ReceiveOptions struct {
 	// (the user's explicit choice for this transfer; default false).
 	AllowPlaintext bool
 	// AllowUnverified keeps a file for which no hash this package can compute arrived
-	// (e.g. Gajim's blake2b-512 only). Default false: such a file is refused with ErrNoHash.
+	// (e.g. an offer with only blake2b-256 and no checksum). Default false: such a file is refused with ErrNoHash.
 	AllowUnverified bool
 	// Progress, if set, is called after every chunk written to disk.
 	Progress func(Progress)

@@ -742,3 +742,29 @@ func TestFT8_OverXSRP_S5B(t *testing.T) {
 		t.Fatal("file differs")
 	}
 }
+
+// TestHASH4_GajimStyleBlake2bOffer: an offer carrying only blake2b-512 (as Gajim 1.5.3 sends)
+// is verified with it; a wrong blake2b-512 is caught.
+func TestHASH4_GajimStyleBlake2bOffer(t *testing.T) {
+	checkGoroutines(t)
+	for _, lie := range []bool{false, true} {
+		data, f := randomFile(t, 200<<10)
+		h := filetransfer.Blake2b512(data)
+		if lie {
+			h[0] ^= 1
+		}
+		f.Hashes = []filetransfer.Hash{{Algo: "blake2b-512", Value: h}}
+		dir := t.TempDir()
+		out := run(t, setup{file: f, data: data, send: filetransfer.SendOptions{AllowPlaintext: true},
+			recv: filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true}})
+		if lie {
+			if !errors.Is(out.recvErr, filetransfer.ErrHashMismatch) {
+				t.Fatalf("lying blake2b: recv %v", out.recvErr)
+			}
+			continue
+		}
+		if out.recvErr != nil || out.sendErr != nil || out.res.Verified != "blake2b-512" {
+			t.Fatalf("send %v recv %v res %+v", out.sendErr, out.recvErr, out.res)
+		}
+	}
+}

@@ -200,7 +200,7 @@ func resolved(n xml.Name) bool {
 
 // ParseDescription decodes <description xmlns='urn:xmpp:jingle:apps:file-transfer:5'> with its
 // one <file/>. It accepts what Gajim and Libervia send (empty <desc/>, empty <range/>,
-// <hash-used/>, hashes in algorithms it cannot compute such as blake2b-512).
+// <hash-used/>, Gajim's blake2b-512, hashes in algorithms it cannot compute).
 func ParseDescription(b []byte) (*File, error) {
 	n, err := decodeTree(b)
 	if err != nil {
@@ -347,7 +347,7 @@ func parseHash(k *node) (Hash, error) {
 }
 
 // newHash returns the hash function of algo, or nil if this package cannot compute it
-// (e.g. blake2b-512, which the standard library lacks). MD5/SHA-1 are never used (HASH-4).
+// (blake2b-256, sha3-224 …). MD5/SHA-1 are never used (HASH-4).
 func newHash(algo string) hash.Hash {
 	switch algo {
 	case "sha-256":
@@ -358,6 +358,8 @@ func newHash(algo string) hash.Hash {
 		return sha3.New256()
 	case "sha3-512":
 		return sha3.New512()
+	case "blake2b-512":
+		return newBlake2b512()
 	}
 	return nil
 }
