@@ -147,11 +147,10 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&c)
 	}
-	bin := binary()
-	if bin == "" {
+	s, err := launch(c)
+	if errors.Is(err, ErrNotInstalled) {
 		skipOrFail(t, "prosody is not installed")
 	}
-	s, err := start(bin, c)
 	if err != nil {
 		t.Fatalf("prosodytest: %v", err)
 	}
@@ -163,6 +162,36 @@ func Start(t testing.TB, opts ...Option) *Server {
 	})
 	return s
 }
+
+// ErrNotInstalled is returned by Launch when no prosody executable is found.
+var ErrNotInstalled = errors.New("prosodytest: prosody is not installed")
+
+// Launch starts a new Prosody outside of a test (e.g. a benchmark command). The caller must
+// call Stop; the process also dies with the calling program. When Prosody is missing the error
+// is ErrNotInstalled.
+func Launch(opts ...Option) (*Server, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return launch(c)
+}
+
+func launch(c config) (*Server, error) {
+	bin := binary()
+	if bin == "" {
+		return nil, ErrNotInstalled
+	}
+	return start(bin, c)
+}
+
+// Register is Account for code without a testing.TB: it registers a fresh account and returns
+// its bare JID and password.
+func (s *Server) Register() (jid, password string, err error) { return s.register() }
+
+// NagleOff reports the network setting every server gets: Nagle's algorithm is disabled
+// (network_settings = { nagle = false }), recorded by benchmarks next to their numbers.
+const NagleOff = true
 
 var shared struct {
 	mu  sync.Mutex
