@@ -197,18 +197,18 @@ func MarshalCaps(c Caps) ([]byte, error) {
 // required; a missing hash marks legacy caps (CAPS-1, CAPS-3: the caller may ignore them or
 // query the entity and cache per JID only). Children are not allowed.
 func ParseCaps(b []byte) (Caps, error) {
-	root, err := parse(b, limits{maxBytes: 4 << 10, maxDepth: 1, maxElems: 1, maxAttrs: 8})
+	root, err := parse(b, limits{MaxBytes: 4 << 10, MaxDepth: 1, MaxElems: 1, MaxAttrs: 8})
 	if err != nil {
 		return Caps{}, err
 	}
-	if root.name != (xml.Name{Space: NSCaps, Local: "c"}) {
-		return Caps{}, badRequest("not a caps element: {%s}%s", root.name.Space, root.name.Local)
+	if root.Name != (xml.Name{Space: NSCaps, Local: "c"}) {
+		return Caps{}, badRequest("not a caps element: {%s}%s", root.Name.Space, root.Name.Local)
 	}
 	var c Caps
-	c.Hash, _ = root.attrValue("", "hash")
-	c.Node, _ = root.attrValue("", "node")
-	c.Ver, _ = root.attrValue("", "ver")
-	c.Ext, _ = root.attrValue("", "ext")
+	c.Hash, _ = root.AttrValue("", "hash")
+	c.Node, _ = root.AttrValue("", "node")
+	c.Ver, _ = root.AttrValue("", "ver")
+	c.Ext, _ = root.AttrValue("", "ext")
 	if c.Node == "" || c.Ver == "" {
 		return Caps{}, badRequest("caps without node or ver (CAPS-1)")
 	}

@@ -256,22 +256,22 @@ func ParseInfo(b []byte) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if root.name != (xml.Name{Space: NSInfo, Local: "query"}) {
-		return nil, badRequest("not a disco#info query: {%s}%s", root.name.Space, root.name.Local)
+	if root.Name != (xml.Name{Space: NSInfo, Local: "query"}) {
+		return nil, badRequest("not a disco#info query: {%s}%s", root.Name.Space, root.Name.Local)
 	}
 	info := &Info{}
-	info.Node, _ = root.attrValue("", "node")
-	for _, k := range root.kids {
-		switch k.name {
+	info.Node, _ = root.AttrValue("", "node")
+	for _, k := range root.Kids {
+		switch k.Name {
 		case xml.Name{Space: NSInfo, Local: "identity"}:
-			if len(k.kids) != 0 {
+			if len(k.Kids) != 0 {
 				return nil, badRequest("<identity/> with children")
 			}
 			var id Identity
-			id.Category, _ = k.attrValue("", "category")
-			id.Type, _ = k.attrValue("", "type")
-			id.Name, _ = k.attrValue("", "name")
-			id.Lang, _ = k.attrValue(xmlNS, "lang")
+			id.Category, _ = k.AttrValue("", "category")
+			id.Type, _ = k.AttrValue("", "type")
+			id.Name, _ = k.AttrValue("", "name")
+			id.Lang, _ = k.AttrValue(xmlNS, "lang")
 			if id.Category == "" || id.Type == "" {
 				return nil, badRequest("<identity/> without category or type")
 			}
@@ -280,10 +280,10 @@ func ParseInfo(b []byte) (*Info, error) {
 			}
 			info.Identities = append(info.Identities, id)
 		case xml.Name{Space: NSInfo, Local: "feature"}:
-			if len(k.kids) != 0 {
+			if len(k.Kids) != 0 {
 				return nil, badRequest("<feature/> with children (DISCO-3)")
 			}
-			v, _ := k.attrValue("", "var")
+			v, _ := k.AttrValue("", "var")
 			if v == "" {
 				return nil, badRequest("<feature/> without var (DISCO-3)")
 			}
@@ -301,7 +301,7 @@ func ParseInfo(b []byte) (*Info, error) {
 			}
 			info.Forms = append(info.Forms, f)
 		default:
-			return nil, badRequest("unexpected element {%s}%s in disco#info", k.name.Space, k.name.Local)
+			return nil, badRequest("unexpected element {%s}%s in disco#info", k.Name.Space, k.Name.Local)
 		}
 	}
 	return info, nil
@@ -309,27 +309,27 @@ func ParseInfo(b []byte) (*Info, error) {
 
 func parseForm(x *node) (Form, error) {
 	var f Form
-	f.Type, _ = x.attrValue("", "type")
-	for _, k := range x.kids {
-		switch k.name.Local {
+	f.Type, _ = x.AttrValue("", "type")
+	for _, k := range x.Kids {
+		switch k.Name.Local {
 		case "field":
-			if k.name.Space != NSData {
+			if k.Name.Space != NSData {
 				return f, badRequest("unexpected element in form")
 			}
 			var fl Field
-			fl.Var, _ = k.attrValue("", "var")
-			fl.Type, _ = k.attrValue("", "type")
-			for _, v := range k.kids {
+			fl.Var, _ = k.AttrValue("", "var")
+			fl.Type, _ = k.AttrValue("", "type")
+			for _, v := range k.Kids {
 				switch {
-				case v.name == xml.Name{Space: NSData, Local: "value"}:
-					if len(v.kids) != 0 {
+				case v.Name == xml.Name{Space: NSData, Local: "value"}:
+					if len(v.Kids) != 0 {
 						return f, badRequest("<value/> with children")
 					}
 					if len(fl.Values) == maxValues {
 						return f, badRequest("more than %d values", maxValues)
 					}
-					fl.Values = append(fl.Values, v.text.String())
-				case v.name.Space == NSData && (v.name.Local == "desc" || v.name.Local == "required" || v.name.Local == "option"):
+					fl.Values = append(fl.Values, v.Text.String())
+				case v.Name.Space == NSData && (v.Name.Local == "desc" || v.Name.Local == "required" || v.Name.Local == "option"):
 					// XEP-0004 decorations; not part of the caps hash.
 				default:
 					return f, badRequest("unexpected element in form field")
@@ -393,18 +393,18 @@ func ParseItems(b []byte) (node string, items []Item, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if root.name != (xml.Name{Space: NSItems, Local: "query"}) {
-		return "", nil, badRequest("not a disco#items query: {%s}%s", root.name.Space, root.name.Local)
+	if root.Name != (xml.Name{Space: NSItems, Local: "query"}) {
+		return "", nil, badRequest("not a disco#items query: {%s}%s", root.Name.Space, root.Name.Local)
 	}
-	node, _ = root.attrValue("", "node")
-	for _, k := range root.kids {
-		if k.name != (xml.Name{Space: NSItems, Local: "item"}) || len(k.kids) != 0 {
-			return "", nil, badRequest("unexpected element {%s}%s in disco#items", k.name.Space, k.name.Local)
+	node, _ = root.AttrValue("", "node")
+	for _, k := range root.Kids {
+		if k.Name != (xml.Name{Space: NSItems, Local: "item"}) || len(k.Kids) != 0 {
+			return "", nil, badRequest("unexpected element {%s}%s in disco#items", k.Name.Space, k.Name.Local)
 		}
 		var it Item
-		it.JID, _ = k.attrValue("", "jid")
-		it.Node, _ = k.attrValue("", "node")
-		it.Name, _ = k.attrValue("", "name")
+		it.JID, _ = k.AttrValue("", "jid")
+		it.Node, _ = k.AttrValue("", "node")
+		it.Name, _ = k.AttrValue("", "name")
 		if it.JID == "" {
 			return "", nil, badRequest("<item/> without jid (DISCO-8)")
 		}

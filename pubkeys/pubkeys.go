@@ -41,7 +41,7 @@ const (
 	maxJID      = 3071     // RFC 7622 bound on a JID
 )
 
-var pkLimits = limits{maxBytes: 256 << 10, maxDepth: 5, maxElems: 256, maxAttrs: 8}
+var pkLimits = limits{MaxBytes: 256 << 10, MaxDepth: 5, MaxElems: 256, MaxAttrs: 8}
 
 // KeyInfo is one <keyinfo/>: an X.509 certificate and its name.
 type KeyInfo struct {
@@ -171,25 +171,25 @@ func MarshalRequest(r Request) ([]byte, error) {
 // ParseRequest decodes a <pubkeys/> request in any accepted namespace: optional jid, up to 8
 // <fingerprint algo> children with hex values (PK-6), nothing else.
 func ParseRequest(p []byte) (Request, error) {
-	root, err := parse(p, limits{maxBytes: 8 << 10, maxDepth: 2, maxElems: 1 + maxFPs, maxAttrs: 4})
+	root, err := parse(p, limits{MaxBytes: 8 << 10, MaxDepth: 2, MaxElems: 1 + maxFPs, MaxAttrs: 4})
 	if err != nil {
 		return Request{}, err
 	}
-	if root.name.Local != "pubkeys" || !knownSpace(root.name.Space) {
+	if root.Name.Local != "pubkeys" || !knownSpace(root.Name.Space) {
 		return Request{}, badRequest("not a pubkeys request")
 	}
-	r := Request{Space: root.name.Space}
-	r.JID, _ = root.attrValue("", "jid")
+	r := Request{Space: root.Name.Space}
+	r.JID, _ = root.AttrValue("", "jid")
 	if len(r.JID) > maxJID {
 		return Request{}, badRequest("jid too long")
 	}
-	for _, k := range root.kids {
-		if k.name != (xml.Name{Space: root.name.Space, Local: "fingerprint"}) || len(k.kids) != 0 {
+	for _, k := range root.Kids {
+		if k.Name != (xml.Name{Space: root.Name.Space, Local: "fingerprint"}) || len(k.Kids) != 0 {
 			return Request{}, badRequest("unexpected element in pubkeys request")
 		}
 		var f Fingerprint
-		f.Algo, _ = k.attrValue("", "algo")
-		f.Value = strings.Trim(k.text.String(), " \t\r\n")
+		f.Algo, _ = k.AttrValue("", "algo")
+		f.Value = strings.Trim(k.Text.String(), " \t\r\n")
 		if len(f.Algo) > 32 || len(f.Value) > 128 || f.Value == "" {
 			return Request{}, badRequest("bad fingerprint")
 		}
@@ -258,20 +258,20 @@ func ParseKeys(p []byte) (Keys, error) {
 	if err != nil {
 		return Keys{}, err
 	}
-	if root.name.Local != "pubkeys" || !knownSpace(root.name.Space) {
+	if root.Name.Local != "pubkeys" || !knownSpace(root.Name.Space) {
 		return Keys{}, badRequest("not a pubkeys answer")
 	}
-	ns := root.name.Space
+	ns := root.Name.Space
 	k := Keys{Space: ns}
-	k.JID, _ = root.attrValue("", "jid")
+	k.JID, _ = root.AttrValue("", "jid")
 	if len(k.JID) > maxJID {
 		return Keys{}, badRequest("jid too long")
 	}
-	if len(root.kids) > MaxKeys {
+	if len(root.Kids) > MaxKeys {
 		return Keys{}, badRequest("more than %d keyinfo elements", MaxKeys)
 	}
-	for _, kn := range root.kids {
-		if kn.name != (xml.Name{Space: ns, Local: "keyinfo"}) {
+	for _, kn := range root.Kids {
+		if kn.Name != (xml.Name{Space: ns, Local: "keyinfo"}) {
 			return Keys{}, badRequest("unexpected element in pubkeys")
 		}
 		var (
@@ -279,27 +279,27 @@ func ParseKeys(p []byte) (Keys, error) {
 			certs, names int
 			pgp          bool
 		)
-		ki.JID, _ = kn.attrValue("", "jid")
+		ki.JID, _ = kn.AttrValue("", "jid")
 		if len(ki.JID) > maxJID {
 			return Keys{}, badRequest("jid too long")
 		}
-		for _, c := range kn.kids {
-			if c.name.Space != ns {
+		for _, c := range kn.Kids {
+			if c.Name.Space != ns {
 				return Keys{}, badRequest("unexpected element in keyinfo")
 			}
-			switch c.name.Local {
+			switch c.Name.Local {
 			case "name":
 				names++
-				if len(c.kids) != 0 || c.text.Len() > maxName {
+				if len(c.Kids) != 0 || c.Text.Len() > maxName {
 					return Keys{}, badRequest("bad name")
 				}
-				ki.Name = strings.Trim(c.text.String(), " \t\r\n")
+				ki.Name = strings.Trim(c.Text.String(), " \t\r\n")
 			case "x509cert":
 				certs++
-				if len(c.kids) != 0 {
+				if len(c.Kids) != 0 {
 					return Keys{}, badRequest("x509cert with children")
 				}
-				der, err := decodeBase64(c.text.String(), MaxCertSize)
+				der, err := decodeBase64(c.Text.String(), MaxCertSize)
 				if err != nil {
 					return Keys{}, err
 				}

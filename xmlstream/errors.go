@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"github.com/xtlsjingle/xtlsjingle/internal/xmltree"
 	"unicode/utf8"
 )
 
@@ -188,30 +189,7 @@ func validChars(s string) bool {
 }
 
 // escAttr writes s escaped for a single-quoted attribute value.
-func escAttr(b *bytes.Buffer, s string) {
-	for _, r := range s {
-		switch r {
-		case '&':
-			b.WriteString("&amp;")
-		case '<':
-			b.WriteString("&lt;")
-		case '>':
-			b.WriteString("&gt;")
-		case '\'':
-			b.WriteString("&apos;")
-		case '"':
-			b.WriteString("&quot;")
-		case '\t':
-			b.WriteString("&#x9;")
-		case '\n':
-			b.WriteString("&#xA;")
-		case '\r':
-			b.WriteString("&#xD;")
-		default:
-			b.WriteRune(r)
-		}
-	}
-}
+func escAttr(b *bytes.Buffer, s string) { xmltree.EscAttr(b, s) }
 
 // escText writes s escaped as character data.
 func escText(b *bytes.Buffer, s string) { _ = xml.EscapeText(b, []byte(s)) }
