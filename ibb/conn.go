@@ -37,7 +37,6 @@ type Conn struct {
 	key       connKey
 	blockSize int
 	stanza    string
-	window    int
 	recvWin   int
 
 	ctx    context.Context // cancelled when the stream ends; bounds in-flight requests
@@ -52,6 +51,7 @@ type Conn struct {
 	smu      sync.Mutex
 	sendBase uint16          // oldest unacknowledged seq
 	acked    map[uint16]bool // acknowledged seqs at or after sendBase
+	pace     pacer           // adaptive send window (pace.go)
 
 	readDL, writeDL deadline
 	readNotify      chan struct{} // poke: data or end of stream
@@ -92,7 +92,6 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		key:        key,
 		blockSize:  blockSize,
 		stanza:     stanza,
-		window:     h.cfg.Window,
 		recvWin:    h.cfg.ReceiveWindow,
 		ctx:        ctx,
 		cancel:     cancel,
@@ -100,6 +99,7 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		lastSent:   closedChan,
 		ackNotify:  make(chan struct{}, 1),
 		acked:      make(map[uint16]bool),
+		pace:       newPacer(h.cfg.Window),
 		readDL:     makeDeadline(),
 		writeDL:    makeDeadline(),
 		readNotify: make(chan struct{}, 1),
@@ -305,8 +305,31 @@ func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, starte
 	case <-c.ctx.Done():
 	}
 	sig := &sentSignal{Context: c.ctx, sent: started}
-	_, err := c.h.link.Request(sig, c.key.peer, "set", payload)
-	sig.signal()
+	var (
+		err     error
+		written time.Time
+		wait    = retryFirst
+		giveUp  = time.Now().Add(c.h.cfg.RetryTimeout)
+	)
+	for {
+		written = time.Time{}
+		sig.at = &written
+		_, err = c.h.link.Request(sig, c.key.peer, "set", payload)
+		sig.signal()
+		if err == nil || c.ctx.Err() != nil || !retryable(err) || time.Now().Add(wait).After(giveUp) {
+			break
+		}
+		// IBB-11: a delivery error of type wait (a server's rate limit): suspend, then send
+		// the same block again, one block at a time.
+		c.smu.Lock()
+		c.pace.suspend(time.Now())
+		c.smu.Unlock()
+		if !sleepCtx(c.ctx, wait) {
+			return
+		}
+		wait = min(2*wait, retryMax)
+		sig = &sentSignal{Context: c.ctx, sent: make(chan struct{})}
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return // the stream already ended
@@ -314,7 +337,11 @@ func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, starte
 		c.fail(&RemoteError{Op: "data", Err: err}, true) // IBB-13
 		return
 	}
+	now := time.Now()
 	c.smu.Lock()
+	if !written.IsZero() {
+		c.pace.ack(now.Sub(written), now)
+	}
 	c.acked[seq] = true
 	for c.acked[c.sendBase] {
 		delete(c.acked, c.sendBase)
@@ -330,9 +357,17 @@ type sentSignal struct {
 	context.Context
 	once sync.Once
 	sent chan struct{}
+	at   *time.Time // set to the time of the signal, if not nil
 }
 
-func (s *sentSignal) signal() { s.once.Do(func() { close(s.sent) }) }
+func (s *sentSignal) signal() {
+	s.once.Do(func() {
+		if s.at != nil {
+			*s.at = time.Now()
+		}
+		close(s.sent)
+	})
+}
 
 // Done signals that the request was written and returns the parent's Done channel.
 func (s *sentSignal) Done() <-chan struct{} {
@@ -344,7 +379,7 @@ func (s *sentSignal) Done() <-chan struct{} {
 func (c *Conn) inWindow() bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return int(c.sendSeq-c.sendBase) < c.window
+	return int(c.sendSeq-c.sendBase) < c.pace.cwnd
 }
 
 // receive handles one data block from the peer (IBB-7, IBB-12, IBB-14).

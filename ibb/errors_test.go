@@ -323,11 +323,11 @@ func TestIBB4_OpenRefused(t *testing.T) {
 	cancel()
 }
 
-// IBB-11, IBB-13: a delivery error of type wait (recipient-unavailable) also ends the stream:
-// this package does not retry blocks; the higher level renegotiates (e.g. a new Jingle
-// session), which IBB-11 allows.
+// IBB-11, IBB-13: a delivery error of type wait (recipient-unavailable) that persists past
+// Config.RetryTimeout ends the stream with that condition (the blocks were retried until then,
+// TestIBB11_WaitErrorRetried).
 func TestIBB11_WaitErrorEndsStream(t *testing.T) {
-	w := newWorld(t, 1, nil, nil)
+	w := newWorld(t, 1, &ibb.Config{RetryTimeout: 600 * time.Millisecond}, nil)
 	a, _ := w.pair(t, "s1", 4096)
 	remove := w.juliet.HandleIQ(ibb.NS, "data", func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error) {
 		return nil, &xmpptest.StanzaError{Type: "wait", Condition: "recipient-unavailable"}
@@ -373,5 +373,78 @@ func TestIBB16_OpenGivenUpIsClosed(t *testing.T) {
 	rec.waitFor(t, "romeo's <close/>", isCloseFrom(romeoJID))
 	if got, err := readErr(t, c); err != nil || len(got) != 0 { // io.ReadAll: nil at io.EOF
 		t.Fatalf("juliet's Read: %q, %v; want a clean end of stream", got, err)
+	}
+}
+
+// refusingLink answers every third data IQ that it has not refused before with err, without
+// sending it, as a server over its rate limit does.
+type refusingLink struct {
+	*xmpptest.Party
+	err     error
+	mu      sync.Mutex
+	n       int
+	refused int
+	seen    map[uint16]bool
+}
+
+func (l *refusingLink) Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error) {
+	if d, err := ibb.ParseData(payload); err == nil {
+		l.mu.Lock()
+		l.n++
+		refuse := l.n%3 == 0 && !l.seen[d.Seq]
+		l.seen[d.Seq] = true
+		if refuse {
+			l.refused++
+		}
+		l.mu.Unlock()
+		if refuse {
+			return nil, l.err
+		}
+	}
+	return l.Party.Request(ctx, to, typ, payload)
+}
+
+// IBB-11: delivery errors of type wait, resource-constraint and policy-violation (a server's
+// rate limit) suspend the sender, which sends the same block again after a pause: the data
+// arrives complete and in order and the stream stays open.
+func TestIBB11_WaitErrorRetried(t *testing.T) {
+	for _, e := range []*xmpptest.StanzaError{
+		{Type: "wait", Condition: "recipient-unavailable"},
+		{Type: "wait", Condition: "resource-constraint"},
+		{Type: "cancel", Condition: "policy-violation"},
+	} {
+		t.Run(e.Condition, func(t *testing.T) {
+			checkGoroutines(t)
+			n := xmpptest.NewNetwork(1)
+			romeo, juliet := n.Party(romeoJID), n.Party(julietJID)
+			link := &refusingLink{Party: romeo, err: e, seen: map[uint16]bool{}}
+			hr, hj := ibb.NewHandler(link, nil), ibb.NewHandler(juliet, nil)
+			t.Cleanup(func() { hr.Close(); hj.Close(); romeo.Close(); juliet.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			go func() {
+				if a, err := hr.Open(ctx, julietJID, "s1", 4096); err == nil {
+					data := randomBytes(11, 48<<10)
+					_, _ = a.Write(data)
+					_ = a.Close()
+				}
+			}()
+			b, err := hj.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			got, err := io.ReadAll(b)
+			if err != nil {
+				t.Fatalf("read: %v after %d bytes", err, len(got))
+			}
+			sameBytes(t, randomBytes(11, 48<<10), got)
+			link.mu.Lock()
+			defer link.mu.Unlock()
+			if link.refused == 0 {
+				t.Fatal("no block was refused: the test exercised nothing")
+			}
+			t.Logf("%d of %d data IQs refused with %s/%s and sent again", link.refused, link.n, e.Type, e.Condition)
+		})
 	}
 }

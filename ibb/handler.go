@@ -30,9 +30,11 @@ type Config struct {
 	// block-size accepted on incoming opens (a larger one gets resource-constraint, IBB-4).
 	// Default DefaultBlockSize; at most MaxEmitBlockSize.
 	BlockSize int
-	// Window is the number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20): a block
-	// is sent only while it is less than Window ahead of the oldest unacknowledged one.
-	// Default 8. Blocks leave in seq order, as receivers that process in wire order need
+	// Window is the largest number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20):
+	// a block is sent only while it is less than the current window ahead of the oldest
+	// unacknowledged one. The current window adapts between 1 and Window to the
+	// acknowledgement round trips, so that a server's rate limit does not build a queue in
+	// front of later writes (see RetryTimeout for its errors). Default 8. Blocks leave in seq order, as receivers that process in wire order need
 	// (IBB-14): each request starts once the previous one was written, which the link shows
 	// by waiting on the request's context (see Link); a link that never does makes the
 	// window effectively 1, one that does before writing loses the order guarantee.
@@ -50,6 +52,11 @@ type Config struct {
 	// CloseTimeout bounds Close's wait for outstanding acknowledgements and the <close/>
 	// round trip (IBB-15). Default 10s.
 	CloseTimeout time.Duration
+	// RetryTimeout is how long a data block refused with a delivery error of type wait, or
+	// resource-constraint or policy-violation (a server's rate limit), is sent again after
+	// growing pauses (IBB-11) before the stream is closed (IBB-13). Default 30s; negative:
+	// no retry.
+	RetryTimeout time.Duration
 }
 
 func (c *Config) withDefaults() Config {
@@ -65,6 +72,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 8
+	}
+	if cfg.RetryTimeout == 0 {
+		cfg.RetryTimeout = 30 * time.Second
 	}
 	if cfg.ReceiveWindow <= 0 {
 		cfg.ReceiveWindow = 64
