@@ -8,10 +8,13 @@ import (
 	"crypto/tls"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/filetransfer"
 	"github.com/xtlsjingle/xtlsjingle/gosrcxmpp"
 	"github.com/xtlsjingle/xtlsjingle/ibb"
@@ -191,3 +194,176 @@ func TestFileTransferProsodyIBB(t *testing.T) { ftRun(t, "ibb", 1<<20) }
 // TestFileTransferProsodyProxy: XEP-0234 over XEP-0260 S5B through Prosody's proxy65,
 // bytestream in TLS, 8 MiB sha-256 checked (issue 8).
 func TestFileTransferProsodyProxy(t *testing.T) { ftRun(t, "proxy", 8<<20) }
+
+// libervia runs a headless Libervia 0.9 backend (pb bridge on a unix socket, private
+// HOME/XDG dirs) with one profile on srv; cli runs libervia-cli against it.
+type libervia struct {
+	jid string
+	env []string
+	dir string
+}
+
+func startLibervia(t *testing.T, srv *prosodytest.Server) *libervia {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/libervia-backend"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("libervia-backend not installed (apt-get install libervia-backend libervia-cli)")
+		}
+		t.Skip("libervia-backend not installed")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"home", "cfg/libervia", "data", "cache", "dl"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o700)
+	}
+	conf := "[DEFAULT]\nbridge = pb\nlocal_dir = " + filepath.Join(dir, "data") + "\ndownloads_dir = " +
+		filepath.Join(dir, "dl") + "\nlog_level = debug\n"
+	if err := os.WriteFile(filepath.Join(dir, "cfg/libervia/libervia.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Libervia's NAT-PORT plugin runs UPnP discovery (SSDP multicast) at start: a module stub
+	// that fails to import disables it, so no traffic leaves 127.0.0.1.
+	os.MkdirAll(filepath.Join(dir, "pystub"), 0o700)
+	os.WriteFile(filepath.Join(dir, "pystub", "miniupnpc.py"), []byte("raise ImportError('disabled in tests')\n"), 0o600)
+	l := &libervia{dir: dir, env: append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "pystub"), "HOME="+filepath.Join(dir, "home"),
+		"XDG_CONFIG_HOME="+filepath.Join(dir, "cfg"), "XDG_DATA_HOME="+filepath.Join(dir, "data"),
+		"XDG_CACHE_HOME="+filepath.Join(dir, "cache"))}
+	logf, _ := os.Create(filepath.Join(dir, "backend.log"))
+	cmd := exec.Command("/usr/bin/python3", "/usr/bin/libervia-backend", "fg")
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = l.env, dir, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "backend.log"))
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("libervia backend log tail:\n%s", b)
+		}
+	})
+	sock := filepath.Join(dir, "data", "bridge_pb")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("libervia backend did not start")
+		}
+	}
+	jid, pw := srv.Account(t)
+	l.jid = jid
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	l.cli(t, "profile", "create", "-j", jid, "-x", pw, "-p", "pw", "test")
+	for _, p := range [][3]string{
+		{"Connection", "Force server", "127.0.0.1"},
+		{"Connection", "Force port", port},
+		{"Connection", "check_certificate", "false"},
+		{"Connection", "Password", pw},
+		{"General", "allow_get_ip", "false"},
+	} {
+		l.cli(t, "param", "set", "-p", "test", "--pwd", "pw", p[0], p[1], p[2])
+	}
+	return l
+}
+
+func (l *libervia) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "/usr/bin/python3", append([]string{"/usr/bin/libervia-cli"}, args...)...)
+	cmd.Env, cmd.Dir = l.env, l.dir
+	return cmd
+}
+
+func (l *libervia) cli(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	out, err := l.command(ctx, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("libervia-cli %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestFileTransferLiberviaToUsS5B: Libervia 0.9 sends 1 MiB of random bytes to us with
+// XEP-0234 over S5B (it always starts with S5B); we receive it (plaintext explicitly allowed
+// for this transfer: Libervia does not speak XTLS), verify its sha-256 from Libervia's
+// checksum session-info (base64-of-hex quirk) and compare the bytes (issue 8).
+func TestFileTransferLiberviaToUsS5B(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	us := dialAccount(t, srv, "ft-us", nil)
+	info := disco.ClientInfo()
+	for _, f := range []string{filetransfer.NS, jingle.NS, "urn:xmpp:jingle:transports:s5b:1",
+		"urn:xmpp:jingle:transports:ibb:1", "urn:xmpp:hashes:2", "urn:xmpp:hash-function-text-names:sha-256"} {
+		if !info.Supports(f) {
+			info.Features = append(info.Features, f)
+		}
+	}
+	defer disco.Serve(us, info)()
+	incoming := make(chan *jingle.Session, 1)
+	m := jingle.NewManager(us, jingle.Config{InfoNamespaces: []string{filetransfer.NS},
+		Incoming: func(s *jingle.Session) { incoming <- s }})
+	defer m.Close()
+	ln, err := socks5.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lib := startLibervia(t, srv)
+
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	src := filepath.Join(t.TempDir(), "payload.bin")
+	os.WriteFile(src, data, 0o600)
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	sendOut := make(chan []byte, 1)
+	go func() {
+		out, err := lib.command(ctx, "file", "send", "-p", "test", "--pwd", "pw", "-c", src, us.LocalJID()).CombinedOutput()
+		if err != nil {
+			out = append(out, []byte(err.Error())...)
+		}
+		sendOut <- out
+	}()
+	var s *jingle.Session
+	select {
+	case s = <-incoming:
+	case out := <-sendOut:
+		t.Fatalf("libervia-cli file send ended without a session: %s", out)
+	case <-ctx.Done():
+		t.Fatal("no session from Libervia")
+	}
+	c := s.Contents()[0]
+	offer, err := filetransfer.ParseDescription(c.Description)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts := filetransfer.ReceiveOptions{Dir: dir, AllowPlaintext: true, MaxSize: 2 << 20}
+	if _, err := filetransfer.CheckOffer(offer, opts); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := socks5.AcceptJingleTransport(socks5.Config{Link: us, PeerJID: s.Peer(), Listener: ln}, c.Transport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Accept(ctx, []jingle.Content{{Creator: c.Creator, Name: c.Name, Senders: c.Senders,
+		Description: c.Description, Transport: tr.Element()}}, map[string]jingle.Transport{c.Name: tr}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.Establish(ctx, c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := filetransfer.Receive(ctx, s, c.Name, conn, offer, opts)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	got, _ := os.ReadFile(res.Path)
+	if !bytes.Equal(got, data) || res.Verified != "sha-256" {
+		t.Fatalf("file differs or unverified: %+v", res)
+	}
+	t.Logf("libervia-cli: %s", <-sendOut)
+}
