@@ -13,9 +13,14 @@
 //   - Write splits data into blocks of at most the negotiated block-size (IBB-5), sends each
 //     as an IQ set (or a message, IBB-3/IBB-17) with seq counting up from 0 and wrapping
 //     after 65535 (IBB-7), in seq order on the wire, and sends a block only while it is less
-//     than Config.Window ahead of the oldest unacknowledged one (IBB-10). A refused block
-//     closes the stream (IBB-13). Close sends <close/> only after every block was
-//     acknowledged, then waits for its result (IBB-15).
+//     than the current window ahead of the oldest unacknowledged one (IBB-10). The window
+//     adapts between 1 and Config.Window to the acknowledgement round trips, so that under a
+//     server's rate limit (Prosody's 10 KiB/s per client, ejabberd's shaper) the limit stays
+//     busy without a queue building up in front of later writes. A block refused with a
+//     delivery error of type wait, or resource-constraint or policy-violation, is sent again
+//     after growing pauses for up to Config.RetryTimeout (IBB-11); any other refusal, or one
+//     that outlasts the retries, closes the stream (IBB-13). Close sends <close/> only after
+//     every block was acknowledged, then waits for its result (IBB-15).
 //   - Stanzas arrive in any order (the adapter dispatches each on its own goroutine), so the
 //     receiver restores seq order inside Config.ReceiveWindow; acks are withheld only while
 //     the reader is behind. A duplicate seq (unexpected-request), a block too far ahead, a gap
