@@ -22,6 +22,11 @@
 // client certificate (GO-7), the initiator knows the session is secured only after one
 // authenticated read from the responder: the XSRP proof M2, or the responder's stream header.
 //
+// Over a SOCKS5 proxy the session nudges the relay: Prosody's mod_proxy65 holds back up to
+// 4096 bytes of a burst larger than 4096 bytes until the same sender writes again, which would
+// stall request/response traffic, so after more than 1 KiB written and 20 ms idle each side
+// sends one whitespace keepalive inside TLS (CORE-11), whose record releases the tail.
+//
 // # Pieces
 //
 //   - Security, ParseSecurity: the wire element. Fingerprints are emitted as algo='sha-256'
