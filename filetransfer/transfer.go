@@ -326,7 +326,8 @@ func Send(ctx context.Context, s *jingle.Session, content string, conn net.Conn,
 			}
 		}
 	}
-	ck, err := (&Checksum{Creator: string(creator), Name: content, Hashes: []Hash{{Algo: "sha-256", Value: sum}}}).Marshal()
+	ck, err := (&Checksum{Creator: string(creator), Name: content, Hashes: []Hash{{Algo: "sha-256", Value: sum}},
+		HexDigests: f.HexDigests}).Marshal()
 	if err != nil {
 		return end(s, w, err)
 	}

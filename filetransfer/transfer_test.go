@@ -197,7 +197,12 @@ func run(t *testing.T, su setup) outcome {
 		}
 		if su.wrap != nil {
 			connJ <- conn
-			conn = <-connR
+			c, ok := <-connR
+			if !ok {
+				sj.Terminate(ctx, &jingle.Reason{Condition: jingle.FailedTransport})
+				return
+			}
+			conn = c
 		}
 		out.res, out.recvErr = filetransfer.Receive(su.recvCtx, sj, "f", conn, offer, su.recv)
 	}()
@@ -215,8 +220,11 @@ func run(t *testing.T, su setup) outcome {
 		return out
 	}
 	conn, err := sr.Establish(ctx, "f")
-	if err != nil {
-		t.Fatal(err)
+	if err != nil { // e.g. the receiver refused a plaintext bytestream at once
+		out.sendErr = err
+		close(connR)
+		wg.Wait()
+		return out
 	}
 	if su.wrap != nil {
 		cj, ok := <-connJ

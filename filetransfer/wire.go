@@ -62,6 +62,11 @@ type File struct {
 	// sends the digest later in a checksum session-info (HASH-2, Libervia).
 	HashUsed []string
 	Range    *Range
+	// HexDigests makes File.Description and Send's checksum write each digest as Base64 of its
+	// lowercase hex string instead of the digest: Libervia 0.9 requires that (it decodes the
+	// Base64 as UTF-8 hex and fails on a real digest). Set it only for a peer known to need
+	// it (e.g. from its disco#info identity); never on input, where both forms are accepted.
+	HexDigests bool
 }
 
 // Error is a refusal of peer input or of an offer, with the XMPP stanza condition it maps to.
@@ -398,6 +403,8 @@ func (f *File) appendFile(b *bytes.Buffer) error {
 		b.WriteString("<desc>")
 		xml.EscapeText(b, []byte(f.Desc))
 		b.WriteString("</desc>")
+	} else if f.Name != "" { // an offer: Libervia 0.9 fails with KeyError 'desc' without it
+		b.WriteString("<desc/>")
 	}
 	if f.MediaType != "" {
 		b.WriteString("<media-type>")
@@ -426,8 +433,12 @@ func (f *File) appendFile(b *bytes.Buffer) error {
 		if !validAlgo(h.Algo) || len(h.Value) == 0 {
 			return bad("bad hash")
 		}
+		v := h.Value
+		if f.HexDigests {
+			v = []byte(hex.EncodeToString(v))
+		}
 		b.WriteString("<hash xmlns='" + NSHashes + "' algo='" + h.Algo + "'>" +
-			base64.StdEncoding.EncodeToString(h.Value) + "</hash>")
+			base64.StdEncoding.EncodeToString(v) + "</hash>")
 	}
 	for _, a := range f.HashUsed {
 		if !validAlgo(a) {
@@ -445,6 +456,8 @@ type Checksum struct {
 	Creator string
 	Name    string
 	Hashes  []Hash
+	// HexDigests: see File.HexDigests (output only).
+	HexDigests bool
 }
 
 // Received is the <received/> session-info payload: the receiver got the whole file of the
@@ -506,7 +519,7 @@ func (c *Checksum) Marshal() ([]byte, error) {
 	}
 	var b bytes.Buffer
 	b.WriteString("<checksum xmlns='" + NS + "' creator='" + attrEsc(c.Creator) + "' name='" + attrEsc(c.Name) + "'>")
-	f := File{Size: -1, Hashes: c.Hashes}
+	f := File{Size: -1, Hashes: c.Hashes, HexDigests: c.HexDigests}
 	if err := f.appendFile(&b); err != nil {
 		return nil, err
 	}

@@ -182,3 +182,34 @@ func FuzzParseInfo(f *testing.F) {
 		}
 	})
 }
+
+// TestHASH2_HexDigestsForLibervia: with HexDigests the digest is written as Libervia 0.9
+// writes (and requires) it — byte-identical to its captured checksum — and still parses back
+// to the digest.
+func TestHASH2_HexDigestsForLibervia(t *testing.T) {
+	captured := vector(t, "HASH-2_libervia09-checksum-hex-quirk.xml")
+	v, err := ParseInfo(captured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := v.(*Checksum)
+	c.HexDigests = true
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "OWMwNTU0MWJiYWJmOTRjYjI3ZDcxZGQxMjlkNGQyY2M5ZjZiNzUyYjEwY2I5ZDk0NDZkOWU3MDRjNGNhYzhiNQ=="
+	if !bytes.Contains(out, []byte(">"+want+"<")) {
+		t.Fatalf("%s", out)
+	}
+	v2, err := ParseInfo(out)
+	if err != nil || !bytes.Equal(v2.(*Checksum).Hashes[0].Value, c.Hashes[0].Value) {
+		t.Fatalf("%v", err)
+	}
+	f := File{Name: "a", Size: 1, Hashes: c.Hashes, HexDigests: true}
+	d, _ := f.Description()
+	f2, err := ParseDescription(d)
+	if err != nil || !bytes.Equal(f2.Hashes[0].Value, c.Hashes[0].Value) || !bytes.Contains(d, []byte(want)) {
+		t.Fatalf("%s %v", d, err)
+	}
+}

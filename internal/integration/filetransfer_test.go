@@ -256,9 +256,9 @@ func startLibervia(t *testing.T, srv *prosodytest.Server) *libervia {
 		}
 	}
 	jid, pw := srv.Account(t)
-	l.jid = jid
+	l.jid = jid + "/libervia" // a fixed resource, so that we can address it
 	_, port, _ := net.SplitHostPort(srv.Addr)
-	l.cli(t, "profile", "create", "-j", jid, "-x", pw, "-p", "pw", "test")
+	l.cli(t, "profile", "create", "-j", l.jid, "-x", pw, "-p", "pw", "test")
 	for _, p := range [][3]string{
 		{"Connection", "Force server", "127.0.0.1"},
 		{"Connection", "Force port", port},
@@ -294,14 +294,7 @@ func (l *libervia) cli(t *testing.T, args ...string) {
 func TestFileTransferLiberviaToUsS5B(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	us := dialAccount(t, srv, "ft-us", nil)
-	info := disco.ClientInfo()
-	for _, f := range []string{filetransfer.NS, jingle.NS, "urn:xmpp:jingle:transports:s5b:1",
-		"urn:xmpp:jingle:transports:ibb:1", "urn:xmpp:hashes:2", "urn:xmpp:hash-function-text-names:sha-256"} {
-		if !info.Supports(f) {
-			info.Features = append(info.Features, f)
-		}
-	}
-	defer disco.Serve(us, info)()
+	defer serveFTDisco(us)()
 	incoming := make(chan *jingle.Session, 1)
 	m := jingle.NewManager(us, jingle.Config{InfoNamespaces: []string{filetransfer.NS},
 		Incoming: func(s *jingle.Session) { incoming <- s }})
@@ -312,7 +305,23 @@ func TestFileTransferLiberviaToUsS5B(t *testing.T) {
 	}
 	defer ln.Close()
 	lib := startLibervia(t, srv)
+	liberviaToUs(t, us, lib, incoming, ln)
+}
 
+// serveFTDisco answers disco#info with our features plus those Libervia looks for before it
+// offers a Jingle file transfer.
+func serveFTDisco(us *gosrcxmpp.Client) func() {
+	info := disco.ClientInfo()
+	for _, f := range []string{filetransfer.NS, jingle.NS, "urn:xmpp:jingle:transports:s5b:1",
+		"urn:xmpp:jingle:transports:ibb:1", "urn:xmpp:hashes:2", "urn:xmpp:hash-function-text-names:sha-256"} {
+		if !info.Supports(f) {
+			info.Features = append(info.Features, f)
+		}
+	}
+	return disco.Serve(us, info)
+}
+
+func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming chan *jingle.Session, ln *socks5.Listener) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	src := filepath.Join(t.TempDir(), "payload.bin")
@@ -366,4 +375,76 @@ func TestFileTransferLiberviaToUsS5B(t *testing.T) {
 		t.Fatalf("file differs or unverified: %+v", res)
 	}
 	t.Logf("libervia-cli: %s", <-sendOut)
+}
+
+// TestFileTransferUsToLiberviaS5B: we send 1 MiB of random bytes to Libervia 0.9 with
+// XEP-0234 over S5B (our direct candidate on 127.0.0.1), plaintext explicitly allowed
+// (Libervia has no XTLS); Libervia's copy is compared byte for byte and it ends the session
+// with <success/> after our checksum (issue 8).
+func TestFileTransferUsToLiberviaS5B(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	us := dialAccount(t, srv, "ft-us2", nil)
+	defer serveFTDisco(us)()
+	m := jingle.NewManager(us, jingle.Config{InfoNamespaces: []string{filetransfer.NS}})
+	defer m.Close()
+	ln, err := socks5.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lib := startLibervia(t, srv)
+	dl := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	recvOut := make(chan []byte, 1)
+	go func() {
+		out, err := lib.command(ctx, "file", "receive", "-p", "test", "--pwd", "pw", "-c", "--path", dl).CombinedOutput()
+		if err != nil {
+			out = append(out, []byte(err.Error())...)
+		}
+		recvOut <- out
+	}()
+	time.Sleep(5 * time.Second) // harness: libervia-cli connects and listens for offers
+
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	sum := sha256.Sum256(data)
+	file := filetransfer.File{Name: "payload.bin", Size: int64(len(data)), MediaType: "application/octet-stream",
+		Hashes: []filetransfer.Hash{{Algo: "sha-256", Value: sum[:]}}, HexDigests: true} // Libervia's encoding
+	desc, _ := file.Description()
+	tr, err := socks5.NewJingleTransport(socks5.Config{Link: us, PeerJID: lib.jid, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.Initiate(ctx, lib.jid, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: "f",
+		Senders: jingle.SendersInitiator, Description: desc, Transport: tr.Element()}}, map[string]jingle.Transport{"f": tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-s.Events():
+		if ev.Action != jingle.SessionAccept {
+			t.Fatalf("Libervia answered %v %+v", ev.Action, ev.Reason)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer from Libervia")
+	}
+	conn, err := s.Establish(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filetransfer.Send(ctx, s, "f", conn, bytes.NewReader(data), &file, filetransfer.SendOptions{AllowPlaintext: true}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	var got []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, err = os.ReadFile(filepath.Join(dl, "payload.bin")); err == nil && len(got) == len(data) {
+			break
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("Libervia's copy differs (%d bytes, %v)", len(got), err)
+	}
+	cancel()
+	<-recvOut
 }
