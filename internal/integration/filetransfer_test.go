@@ -381,7 +381,12 @@ func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming ch
 // XEP-0234 over S5B (our direct candidate on 127.0.0.1), plaintext explicitly allowed
 // (Libervia has no XTLS); Libervia's copy is compared byte for byte and it ends the session
 // with <success/> after our checksum (issue 8).
-func TestFileTransferUsToLiberviaS5B(t *testing.T) {
+func TestFileTransferUsToLiberviaS5B(t *testing.T) { usToLibervia(t, "s5b") }
+
+// TestFileTransferUsToLiberviaIBB: the same over XEP-0261 IBB offered in session-initiate.
+func TestFileTransferUsToLiberviaIBB(t *testing.T) { usToLibervia(t, "ibb") }
+
+func usToLibervia(t *testing.T, transport string) {
 	srv := prosodytest.Shared(t)
 	us := dialAccount(t, srv, "ft-us2", nil)
 	defer serveFTDisco(us)()
@@ -412,7 +417,14 @@ func TestFileTransferUsToLiberviaS5B(t *testing.T) {
 	file := filetransfer.File{Name: "payload.bin", Size: int64(len(data)), MediaType: "application/octet-stream",
 		Hashes: []filetransfer.Hash{{Algo: "sha-256", Value: sum[:]}}, HexDigests: true} // Libervia's encoding
 	desc, _ := file.Description()
-	tr, err := socks5.NewJingleTransport(socks5.Config{Link: us, PeerJID: lib.jid, Listener: ln})
+	var tr jingle.Transport
+	if transport == "ibb" {
+		h := ibb.NewHandler(us, nil)
+		defer h.Close()
+		tr, err = ibb.NewJingleTransport(h, lib.jid, "ft-libervia", 0)
+	} else {
+		tr, err = socks5.NewJingleTransport(socks5.Config{Link: us, PeerJID: lib.jid, Listener: ln})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
