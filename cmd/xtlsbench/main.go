@@ -50,6 +50,7 @@ type options struct {
 	sessions  int
 	out       string
 	cpuprof   string
+	memBudget time.Duration
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.sessions, "sessions", 1000, "idle XTLS sessions to hold for the memory measure")
 	flag.StringVar(&o.out, "out", "bench-out", "output directory (results.md, results.json, throughput.png)")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the XTLS-over-IBB runs at window 8 to this file")
+	flag.DurationVar(&o.memBudget, "memory-budget", 3*time.Minute, "stop opening idle sessions after this long and report the count reached")
 	flag.Parse()
 	for _, w := range strings.Split(windows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -189,7 +191,7 @@ func run(o options) error {
 		return err
 	}
 	log.Printf("memory: %d idle sessions", o.sessions)
-	if rep.Memory, err = memory(o.sessions); err != nil {
+	if rep.Memory, err = memory(o.sessions, o.memBudget); err != nil {
 		return err
 	}
 	rep.LeftOut = append(rep.LeftOut, slixNote())
