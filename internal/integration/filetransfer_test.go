@@ -305,7 +305,24 @@ func TestFileTransferLiberviaToUsS5B(t *testing.T) {
 	}
 	defer ln.Close()
 	lib := startLibervia(t, srv)
-	liberviaToUs(t, us, lib, incoming, ln)
+	liberviaToUs(t, us, lib, incoming, ln, nil)
+}
+
+// TestFileTransferLiberviaToUsIBB: Libervia starts with S5B; we make S5B fail on purpose (no
+// candidates of ours, a connect timeout that cannot be met), Libervia falls back with
+// transport-replace to IBB, we accept it and receive 1 MiB, sha-256 verified (issue 8).
+func TestFileTransferLiberviaToUsIBB(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	us := dialAccount(t, srv, "ft-us3", nil)
+	defer serveFTDisco(us)()
+	incoming := make(chan *jingle.Session, 1)
+	m := jingle.NewManager(us, jingle.Config{InfoNamespaces: []string{filetransfer.NS}, HandleTransportReplace: true,
+		Incoming: func(s *jingle.Session) { incoming <- s }})
+	defer m.Close()
+	h := ibb.NewHandler(us, nil)
+	defer h.Close()
+	lib := startLibervia(t, srv)
+	liberviaToUs(t, us, lib, incoming, nil, h)
 }
 
 // serveFTDisco answers disco#info with our features plus those Libervia looks for before it
@@ -321,7 +338,9 @@ func serveFTDisco(us *gosrcxmpp.Client) func() {
 	return disco.Serve(us, info)
 }
 
-func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming chan *jingle.Session, ln *socks5.Listener) {
+// liberviaToUs has Libervia send 1 MiB to us; with fallback set, our S5B fails on purpose and
+// Libervia's transport-replace to IBB is accepted on fallback.
+func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming chan *jingle.Session, ln *socks5.Listener, fallback *ibb.Handler) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	src := filepath.Join(t.TempDir(), "payload.bin")
@@ -354,7 +373,11 @@ func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming ch
 	if _, err := filetransfer.CheckOffer(offer, opts); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := socks5.AcceptJingleTransport(socks5.Config{Link: us, PeerJID: s.Peer(), Listener: ln}, c.Transport)
+	s5 := socks5.Config{Link: us, PeerJID: s.Peer(), Listener: ln}
+	if fallback != nil {
+		s5.ConnectTimeout = time.Nanosecond // make S5B fail on purpose
+	}
+	tr, err := socks5.AcceptJingleTransport(s5, c.Transport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +386,32 @@ func liberviaToUs(t *testing.T, us *gosrcxmpp.Client, lib *libervia, incoming ch
 		t.Fatal(err)
 	}
 	conn, err := s.Establish(ctx, c.Name)
+	if fallback != nil {
+		if err == nil {
+			t.Fatal("S5B connected although it was made to fail")
+		}
+		var ev jingle.Event
+		select {
+		case ev = <-s.Events():
+		case <-ctx.Done():
+			t.Fatal("no transport-replace from Libervia")
+		}
+		if ev.Action != jingle.TransportReplace || len(ev.Contents) != 1 || jingle.Namespace(ev.Contents[0].Transport) != ibb.NSJingle {
+			t.Fatalf("expected transport-replace to IBB, got %v %+v", ev.Action, ev.Contents)
+		}
+		it, ierr := ibb.NewJingleResponder(fallback, s.Peer(), ev.Contents[0].Transport)
+		if ierr != nil {
+			t.Fatal(ierr)
+		}
+		if err := s.Bind(c.Name, it); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(ctx, jingle.TransportAccept, []jingle.Content{{Creator: c.Creator, Name: c.Name,
+			Senders: c.Senders, Transport: it.Element()}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		conn, err = s.Establish(ctx, c.Name)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
