@@ -61,7 +61,7 @@ func main() {
 	flag.Float64Var(&o.ibbMB, "ibb-mb", 2, "MB per run over IBB")
 	flag.IntVar(&o.writeSize, "write", 16384, "application write size in bytes")
 	flag.StringVar(&windows, "windows", "1,8,32", "IBB windows")
-	flag.IntVar(&o.sessions, "sessions", 1000, "idle XTLS sessions to hold for the memory measure")
+	flag.IntVar(&o.sessions, "sessions", 10000, "idle XTLS sessions to hold for the memory measure")
 	flag.StringVar(&o.out, "out", "bench-out", "output directory (results.md, results.json, throughput.png)")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the XTLS-over-IBB runs at window 8 to this file")
 	flag.DurationVar(&o.memBudget, "memory-budget", 3*time.Minute, "stop opening idle sessions after this long and report the count reached")
