@@ -42,15 +42,17 @@ import (
 )
 
 type options struct {
-	runs      int
-	streamMB  float64 // bytes per TCP / S5B / proxy65 run
-	ibbMB     float64 // bytes per IBB run
-	writeSize int
-	windows   []int
-	sessions  int
-	out       string
-	cpuprof   string
-	memBudget time.Duration
+	runs       int
+	streamMB   float64 // bytes per TCP / S5B / proxy65 run
+	ibbMB      float64 // bytes per IBB run
+	writeSize  int
+	windows    []int
+	sessions   int
+	out        string
+	cpuprof    string
+	memBudget  time.Duration
+	slixScript string
+	slixWindow int
 }
 
 func main() {
@@ -65,6 +67,8 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-out", "output directory (results.md, results.json, throughput.png)")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the XTLS-over-IBB runs at window 8 to this file")
 	flag.DurationVar(&o.memBudget, "memory-budget", 3*time.Minute, "stop opening idle sessions after this long and report the count reached")
+	flag.StringVar(&o.slixScript, "slixmpp-peer", "interop/slixmpp/ibb_peer.py", "the slixmpp XEP-0047 peer script (needs python3 with slixmpp ≥ 1.8; /usr/bin/python3 is tried first)")
+	flag.IntVar(&o.slixWindow, "slixmpp-window", 8, "IBB window of the XTLS side of the slixmpp comparison")
 	flag.Parse()
 	for _, w := range strings.Split(windows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -80,15 +84,18 @@ func main() {
 
 // Report is what results.json holds.
 type Report struct {
-	Time        string            `json:"time"`
-	Machine     map[string]string `json:"machine"`
-	Settings    map[string]string `json:"settings"`
-	Throughput  []Pair            `json:"throughput"`
-	CPU         *CPU              `json:"cpu_ibb"`
-	Setup       []Setup           `json:"setup"`
-	Memory      *Memory           `json:"memory"`
-	LeftOut     []string          `json:"left_out"`
-	WallSeconds float64           `json:"wall_seconds"`
+	Time       string            `json:"time"`
+	Machine    map[string]string `json:"machine"`
+	Settings   map[string]string `json:"settings"`
+	Throughput []Pair            `json:"throughput"`
+	CPU        *CPU              `json:"cpu_ibb"`
+	Setup      []Setup           `json:"setup"`
+	Memory     *Memory           `json:"memory"`
+	// Slixmpp is the XTLS-over-IBB vs slixmpp XEP-0047 measure (also in Throughput); nil when
+	// left out.
+	Slixmpp     *Pair    `json:"slixmpp_ibb"`
+	LeftOut     []string `json:"left_out"`
+	WallSeconds float64  `json:"wall_seconds"`
 }
 
 // Pair is one throughput measure and its anchor, medians of the runs in MB/s.
@@ -178,13 +185,29 @@ func run(o options) error {
 		w := w
 		p, err = b.pair("XTLS over IBB", "ibb", w, "raw IBB-shaped data IQs, same window", 0.85,
 			func() (float64, string, error) { return b.rawIBB(w) },
-			func() (float64, string, error) { return b.xtlsIBB(w) })
+			func() (float64, string, error) { return b.xtlsIBB(w, true) })
 		if err != nil {
 			return err
 		}
 		rep.Throughput = append(rep.Throughput, p)
 	}
 	rep.CPU = b.cpu
+
+	if s, err := b.newSlix(); err != nil {
+		rep.LeftOut = append(rep.LeftOut, "slixmpp XEP-0047 comparison (goal ≥ 1.5×): left out — "+err.Error())
+	} else {
+		w := o.slixWindow
+		log.Printf("throughput: XTLS over IBB window %d vs slixmpp → slixmpp XEP-0047", w)
+		p, err = b.pair("XTLS over IBB vs slixmpp", "ibb-vs-slixmpp", w,
+			"slixmpp 1.8 XEP-0047 → slixmpp, IQ, 4096-byte blocks, same Prosody", 1.5,
+			func() (float64, string, error) { return b.slixIBB(s) },
+			func() (float64, string, error) { return b.xtlsIBB(w, false) })
+		if err != nil {
+			return err
+		}
+		rep.Throughput = append(rep.Throughput, p)
+		rep.Slixmpp = &p
+	}
 
 	log.Printf("session setup")
 	if rep.Setup, err = b.setup(); err != nil {
@@ -194,7 +217,6 @@ func run(o options) error {
 	if rep.Memory, err = memory(o.sessions, o.memBudget); err != nil {
 		return err
 	}
-	rep.LeftOut = append(rep.LeftOut, slixNote())
 	rep.WallSeconds = time.Since(start).Seconds()
 
 	js, _ := json.MarshalIndent(rep, "", "  ")
@@ -210,13 +232,6 @@ func run(o options) error {
 	}
 	fmt.Print(md)
 	return nil
-}
-
-func slixNote() string {
-	if err := exec.Command("python3", "-c", "import slixmpp").Run(); err != nil {
-		return "slixmpp XEP-0047 comparison (goal ≥ 1.5×): left out — python3-slixmpp is not installed on this machine"
-	}
-	return "slixmpp XEP-0047 comparison (goal ≥ 1.5×): left out — not automated in cmd/xtlsbench yet (see internal/integration TestIBBSlixmppInterop)"
 }
 
 func machine() map[string]string {
@@ -650,8 +665,9 @@ func (b *bench) rawIBB(window int) (float64, string, error) {
 	return float64(n*4096) / 1e6 / time.Since(t0).Seconds(), "", nil
 }
 
-// xtlsIBB runs TLS 1.3 over an ibb.Conn (4096-byte blocks) at window.
-func (b *bench) xtlsIBB(window int) (float64, string, error) {
+// xtlsIBB runs TLS 1.3 over an ibb.Conn (4096-byte blocks) at window; record: the run counts
+// for the CPU-per-MB measure and may be profiled.
+func (b *bench) xtlsIBB(window int, record bool) (float64, string, error) {
 	_, c, ha, hc, err := b.ibbPair(window)
 	if err != nil {
 		return 0, "", err
@@ -682,7 +698,7 @@ func (b *bench) xtlsIBB(window int) (float64, string, error) {
 	defer y.Close()
 	var cpu time.Duration
 	var prof *os.File
-	if b.o.cpuprof != "" && window == 8 && !b.profiling {
+	if record && b.o.cpuprof != "" && window == 8 && !b.profiling {
 		// Profile the first XTLS-over-IBB transfer at window 8 only (both ends, adapter included).
 		if f, err := os.Create(b.o.cpuprof); err == nil && pprof.StartCPUProfile(f) == nil {
 			b.profiling, prof = true, f
@@ -694,7 +710,7 @@ func (b *bench) xtlsIBB(window int) (float64, string, error) {
 		prof.Close()
 	}
 	// CPU per MB is taken at window 8 (the default), or the first window measured.
-	if err == nil && (b.cpu == nil || window == 8) {
+	if err == nil && record && (b.cpu == nil || window == 8) {
 		mb := float64(b.ibbBytes()) / 1e6
 		if b.cpu == nil || b.cpu.Window != window {
 			b.cpu = &CPU{Window: window}

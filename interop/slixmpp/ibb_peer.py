@@ -4,13 +4,18 @@
 Started by internal/integration/ibb_test.go; it connects to a local Prosody only.
 
     ibb_peer.py --jid user@localhost/slix --port 5222 --ca cert.pem --mode send \
-        --peer go@localhost/res --sid s1 --size 1048576 [--messages]
-    ibb_peer.py ... --mode recv
+        --peer go@localhost/res --sid s1 --size 1048576 [--messages] [--timing]
+    ibb_peer.py ... --mode recv [--timing]
 
 The password comes from the environment variable IBB_PEER_PASSWORD. The script prints
 "READY <full JID>" when its session started, and "RESULT <sha256 hex> <length>" for the bytes
 it sent (mode send) or received (mode recv), then disconnects. Errors go to stderr with exit
 status 1.
+
+With --timing (used by cmd/xtlsbench), mode send also prints "TIMING <seconds> <length>": the
+wall time from the accepted open to the acknowledged close (every data IQ acknowledged), the
+open handshake left out; mode recv then hashes each block as it arrives instead of gather(),
+which copies the whole buffer again for every block.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import ipaddress
 import logging
 import os
 import sys
+import time
 
 import slixmpp
 
@@ -53,14 +59,44 @@ class Peer(slixmpp.ClientXMPP):
         stream = await self["xep_0047"].open_stream(
             self.args.peer, sid=self.args.sid, block_size=self.args.block_size,
             use_messages=self.args.messages, timeout=30)
+        t0 = time.monotonic()
         await stream.sendall(data, timeout=60)
         await stream.close(timeout=30)
+        if self.args.timing:
+            emit("TIMING", "%.6f" % (time.monotonic() - t0), len(data))
         emit("RESULT", hashlib.sha256(data).hexdigest(), len(data))
         self.disconnect()
 
     def on_stream(self, stream):
-        if self.args.mode == "recv":
+        if self.args.mode != "recv":
+            return
+        if self.args.timing:
+            self.consume(stream)
+        else:
             asyncio.ensure_future(self.gather(stream))
+
+    def consume(self, stream):
+        h, n = hashlib.sha256(), 0
+
+        def drain():
+            nonlocal n
+            while not stream.recv_queue.empty():
+                block = stream.recv_queue.get_nowait()
+                h.update(block)
+                n += len(block)
+
+        def on_data(s):
+            if s is stream:
+                drain()
+
+        def on_end(s):
+            if s is stream:
+                drain()
+                emit("RESULT", h.hexdigest(), n)
+                self.disconnect()
+
+        self.add_event_handler("ibb_stream_data", on_data)
+        self.add_event_handler("ibb_stream_end", on_end)
 
     async def gather(self, stream):
         try:
@@ -90,6 +126,8 @@ def main():
     p.add_argument("--block-size", type=int, default=4096)
     p.add_argument("--messages", action="store_true", help="send data in message stanzas")
     p.add_argument("--timeout", type=int, default=120)
+    p.add_argument("--timing", action="store_true",
+                   help="print TIMING (send); hash blocks as they arrive (recv)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args()
     if not ipaddress.ip_address(args.host).is_loopback:
