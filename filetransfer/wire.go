@@ -9,8 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
+	"github.com/xtlsjingle/xtlsjingle/internal/xmltree"
 	"hash"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -94,113 +94,21 @@ var ErrBadRequest = &Error{Condition: "bad-request"}
 
 func bad(text string) error { return &Error{Condition: "bad-request", Text: text} }
 
-// node is one element of a small, bounded XML tree.
-type node struct {
-	name  xml.Name
-	attrs []xml.Attr
-	text  strings.Builder
-	kids  []*node
-}
+// node is one element of the strict, bounded tree that internal/xmltree decodes.
+type node = xmltree.Node
 
-func (n *node) attr(local string) (string, bool) {
-	for _, a := range n.attrs {
-		if a.Name.Space == "" && a.Name.Local == local {
-			return a.Value, true
-		}
-	}
-	return "", false
-}
-
-// decodeTree decodes exactly one element strictly and with bounds: valid UTF-8, no comments,
-// processing instructions or DTDs, no undeclared prefixes or duplicate attributes, at most
-// maxDepth levels, maxElements elements and maxText bytes of text per element.
+// decodeTree decodes exactly one element strictly and with bounds (xmltree.Parse: valid UTF-8,
+// no comments, processing instructions or DTDs, no undeclared prefixes or duplicate
+// attributes, at most maxDepth levels, maxElements elements and maxText bytes of text per
+// element); a refusal is a bad-request error.
 func decodeTree(b []byte) (*node, error) {
-	if len(b) > maxElementBytes {
-		return nil, bad("element too large")
+	n, err := xmltree.Parse(b, xmltree.Limits{
+		MaxBytes: maxElementBytes, MaxDepth: maxDepth, MaxElems: maxElements, MaxAttrs: 32, MaxText: maxText,
+	})
+	if err != nil {
+		return nil, bad(err.Error())
 	}
-	if !utf8.Valid(b) {
-		return nil, bad("invalid UTF-8")
-	}
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	var root *node
-	var stack []*node
-	count := 0
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, bad("malformed XML")
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if root != nil && len(stack) == 0 {
-				return nil, bad("more than one element")
-			}
-			count++
-			if count > maxElements || len(stack) >= maxDepth {
-				return nil, bad("too many or too deeply nested elements")
-			}
-			if !resolved(t.Name) {
-				return nil, bad("undeclared prefix")
-			}
-			n := &node{name: t.Name}
-			seen := map[xml.Name]bool{}
-			for _, a := range t.Attr {
-				if seen[a.Name] {
-					return nil, bad("duplicate attribute")
-				}
-				seen[a.Name] = true
-				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-					continue
-				}
-				if !resolved(a.Name) && a.Name.Space != "xml" && a.Name.Space != xmlNS {
-					return nil, bad("undeclared prefix")
-				}
-				n.attrs = append(n.attrs, a)
-			}
-			if len(stack) == 0 {
-				root = n
-			} else {
-				p := stack[len(stack)-1]
-				p.kids = append(p.kids, n)
-			}
-			stack = append(stack, n)
-		case xml.EndElement:
-			if len(stack) == 0 {
-				return nil, bad("malformed XML")
-			}
-			stack = stack[:len(stack)-1]
-		case xml.CharData:
-			if len(stack) == 0 {
-				if len(bytes.Trim(t, " \t\r\n")) != 0 {
-					return nil, bad("text outside the element")
-				}
-				continue
-			}
-			n := stack[len(stack)-1]
-			if n.text.Len()+len(t) > maxText {
-				return nil, bad("text too long")
-			}
-			n.text.Write(t)
-		default: // comments, processing instructions, directives
-			return nil, bad("comments, processing instructions and DTDs are not allowed")
-		}
-	}
-	if root == nil || len(stack) != 0 {
-		return nil, bad("not one complete element")
-	}
-	return root, nil
-}
-
-const xmlNS = "http://www.w3.org/XML/1998/namespace"
-
-// resolved reports whether encoding/xml resolved the prefix of n: an undeclared prefix is
-// left as is in Space, and a namespace name always contains a colon (it is a URI).
-func resolved(n xml.Name) bool {
-	return !strings.Contains(n.Local, ":") && (n.Space == "" || strings.Contains(n.Space, ":"))
+	return n, nil
 }
 
 // ParseDescription decodes <description xmlns='urn:xmpp:jingle:apps:file-transfer:5'> with its
@@ -211,12 +119,12 @@ func ParseDescription(b []byte) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.name.Space != NS || n.name.Local != "description" {
+	if n.Name.Space != NS || n.Name.Local != "description" {
 		return nil, bad("not a file-transfer description")
 	}
 	var fe *node
-	for _, k := range n.kids {
-		if k.name.Space == NS && k.name.Local == "file" {
+	for _, k := range n.Kids {
+		if k.Name.Space == NS && k.Name.Local == "file" {
 			if fe != nil {
 				return nil, bad("more than one <file/>")
 			}
@@ -232,9 +140,9 @@ func ParseDescription(b []byte) (*File, error) {
 func parseFile(fe *node) (*File, error) {
 	f := &File{Size: -1}
 	seen := map[string]bool{}
-	for _, k := range fe.kids {
-		if k.name.Space == NSHashes {
-			switch k.name.Local {
+	for _, k := range fe.Kids {
+		if k.Name.Space == NSHashes {
+			switch k.Name.Local {
 			case "hash":
 				h, err := parseHash(k)
 				if err != nil {
@@ -250,7 +158,7 @@ func parseFile(fe *node) (*File, error) {
 				}
 				f.Hashes = append(f.Hashes, h)
 			case "hash-used":
-				algo, ok := k.attr("algo")
+				algo, ok := k.AttrValue("", "algo")
 				if !ok || !validAlgo(algo) || len(f.HashUsed) >= maxHashes {
 					return nil, bad("bad <hash-used/>")
 				}
@@ -258,15 +166,15 @@ func parseFile(fe *node) (*File, error) {
 			}
 			continue
 		}
-		if k.name.Space != NS {
+		if k.Name.Space != NS {
 			continue // extensions we do not know
 		}
-		if seen[k.name.Local] {
-			return nil, bad("repeated <" + k.name.Local + "/>")
+		if seen[k.Name.Local] {
+			return nil, bad("repeated <" + k.Name.Local + "/>")
 		}
-		seen[k.name.Local] = true
-		text := k.text.String()
-		switch k.name.Local {
+		seen[k.Name.Local] = true
+		text := k.Text.String()
+		switch k.Name.Local {
 		case "name":
 			if len(text) > maxNameBytes {
 				return nil, bad("name too long")
@@ -290,14 +198,14 @@ func parseFile(fe *node) (*File, error) {
 			f.Desc = text
 		case "range":
 			r := &Range{}
-			if v, ok := k.attr("offset"); ok {
+			if v, ok := k.AttrValue("", "offset"); ok {
 				o, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || o < 0 {
 					return nil, bad("bad range offset")
 				}
 				r.Offset = o
 			}
-			if v, ok := k.attr("length"); ok {
+			if v, ok := k.AttrValue("", "length"); ok {
 				l, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || l < 0 {
 					return nil, bad("bad range length")
@@ -326,7 +234,7 @@ func validAlgo(a string) bool {
 // ERR-5). Libervia's quirk, Base64 of the lowercase hex string instead of the digest, is
 // recognised when the decoded value is exactly twice the digest length and all hex.
 func parseHash(k *node) (Hash, error) {
-	algo, ok := k.attr("algo")
+	algo, ok := k.AttrValue("", "algo")
 	if !ok || !validAlgo(algo) {
 		return Hash{}, bad("hash without a valid algo")
 	}
@@ -335,7 +243,7 @@ func parseHash(k *node) (Hash, error) {
 			return -1
 		}
 		return r
-	}, k.text.String())
+	}, k.Text.String())
 	v, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil || len(v) == 0 {
 		return Hash{}, bad("hash is not strict Base64")
@@ -473,24 +381,24 @@ func ParseInfo(b []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.name.Space != NS {
+	if n.Name.Space != NS {
 		return nil, bad("not a file-transfer payload")
 	}
-	creator, _ := n.attr("creator")
-	name, _ := n.attr("name")
+	creator, _ := n.AttrValue("", "creator")
+	name, _ := n.AttrValue("", "name")
 	if creator != "initiator" && creator != "responder" {
 		return nil, bad("creator must be initiator or responder")
 	}
 	if name == "" {
 		return nil, bad("missing content name")
 	}
-	switch n.name.Local {
+	switch n.Name.Local {
 	case "received":
 		return &Received{Creator: creator, Name: name}, nil
 	case "checksum":
 		var fe *node
-		for _, k := range n.kids {
-			if k.name.Space == NS && k.name.Local == "file" {
+		for _, k := range n.Kids {
+			if k.Name.Space == NS && k.Name.Local == "file" {
 				if fe != nil {
 					return nil, bad("more than one <file/>")
 				}
@@ -509,7 +417,7 @@ func ParseInfo(b []byte) (any, error) {
 		}
 		return &Checksum{Creator: creator, Name: name, Hashes: f.Hashes}, nil
 	}
-	return nil, bad("unknown file-transfer payload <" + n.name.Local + "/>")
+	return nil, bad("unknown file-transfer payload <" + n.Name.Local + "/>")
 }
 
 // Marshal encodes c as <checksum/>.

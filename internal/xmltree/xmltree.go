@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits bound what Parse accepts from a peer.
@@ -18,6 +19,7 @@ type Limits struct {
 	MaxDepth int // element nesting, root = 1
 	MaxElems int // elements in total
 	MaxAttrs int // attributes per element
+	MaxText  int // character data per element; 0: bounded by MaxBytes only
 }
 
 // Node is a parsed element: a tiny DOM for strict, bounded decoding of peer payloads.
@@ -45,12 +47,16 @@ func (e *Error) Error() string { return e.Msg }
 
 func refuse(format string, args ...any) *Error { return &Error{Msg: fmt.Sprintf(format, args...)} }
 
-// Parse decodes exactly one element from b with encoding/xml in strict mode: no comments,
-// processing instructions or DTDs (SPEC CORE-6), no entities beyond the predefined ones,
-// nothing but whitespace after the root, and the limits in lim.
+// Parse decodes exactly one element from b with encoding/xml in strict mode: valid UTF-8, no
+// comments, processing instructions or DTDs (SPEC CORE-6), no entities beyond the predefined
+// ones, no undeclared namespace prefixes or duplicate attributes, nothing but whitespace
+// around the root, and the limits in lim.
 func Parse(b []byte, lim Limits) (*Node, error) {
 	if len(b) > lim.MaxBytes {
 		return nil, refuse("payload larger than %d bytes", lim.MaxBytes)
+	}
+	if !utf8.Valid(b) {
+		return nil, refuse("invalid UTF-8")
 	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
@@ -86,6 +92,19 @@ func Parse(b []byte, lim Limits) (*Node, error) {
 			if len(t.Attr) > lim.MaxAttrs {
 				return nil, refuse("more than %d attributes on <%s/>", lim.MaxAttrs, t.Name.Local)
 			}
+			if !resolved(t.Name) {
+				return nil, refuse("undeclared namespace prefix on <%s/>", t.Name.Local)
+			}
+			for i, a := range t.Attr {
+				if a.Name.Space != "xmlns" && a.Name.Space != "xml" && a.Name.Space != xmlNS && !resolved(a.Name) {
+					return nil, refuse("undeclared namespace prefix on attribute %s", a.Name.Local)
+				}
+				for _, o := range t.Attr[:i] {
+					if o.Name == a.Name {
+						return nil, refuse("duplicate attribute %s on <%s/>", a.Name.Local, t.Name.Local)
+					}
+				}
+			}
 			n := &Node{Name: t.Name, Attr: t.Attr}
 			if len(stack) > 0 {
 				p := stack[len(stack)-1]
@@ -103,7 +122,11 @@ func Parse(b []byte, lim Limits) (*Node, error) {
 				}
 				continue
 			}
-			stack[len(stack)-1].Text.Write(t)
+			n := stack[len(stack)-1]
+			if lim.MaxText > 0 && n.Text.Len()+len(t) > lim.MaxText {
+				return nil, refuse("more than %d bytes of text in <%s/>", lim.MaxText, n.Name.Local)
+			}
+			n.Text.Write(t)
 		case xml.Comment:
 			return nil, refuse("XML comments are not allowed")
 		case xml.ProcInst:
@@ -112,10 +135,18 @@ func Parse(b []byte, lim Limits) (*Node, error) {
 			return nil, refuse("DTDs and directives are not allowed")
 		}
 	}
-	if root == nil {
-		return nil, refuse("no element")
+	if root == nil || len(stack) != 0 {
+		return nil, refuse("not one complete element")
 	}
 	return root, nil
+}
+
+const xmlNS = "http://www.w3.org/XML/1998/namespace"
+
+// resolved reports whether encoding/xml resolved the prefix of n: an undeclared prefix is
+// left as is in Space, and a namespace name always contains a colon (it is a URI).
+func resolved(n xml.Name) bool {
+	return !strings.Contains(n.Local, ":") && (n.Space == "" || strings.Contains(n.Space, ":"))
 }
 
 // EscAttr writes s escaped for use inside a single-quoted attribute value.

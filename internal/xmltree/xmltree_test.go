@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-var lim = Limits{MaxBytes: 256, MaxDepth: 3, MaxElems: 8, MaxAttrs: 2}
+var lim = Limits{MaxBytes: 256, MaxDepth: 3, MaxElems: 8, MaxAttrs: 2, MaxText: 64}
 
 func TestParseTree(t *testing.T) {
 	n, err := Parse([]byte(` <q xmlns='urn:t' a='1'><k>x&amp;y</k><k/></q> `), lim)
@@ -31,6 +31,10 @@ func TestParseRefuses(t *testing.T) {
 		`<a><b/><b/><b/><b/><b/><b/><b/><b/></a>`, // 9 elements
 		`<a x='1' y='2' z='3'/>`,
 		`<a>` + strings.Repeat("x", 300) + `</a>`,
+		"<a>\xff</a>",            // invalid UTF-8
+		`<p:a/>`, `<a p:x='1'/>`, // undeclared prefixes
+		`<a x='1' x='2'/>`,                       // duplicate attribute
+		`<a>` + strings.Repeat("y", 65) + `</a>`, // over MaxText
 	} {
 		_, err := Parse([]byte(in), lim)
 		var e *Error
