@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -26,10 +27,17 @@ func TestReportAndPlot(t *testing.T) {
 		Throughput: []Pair{
 			{Name: "XTLS over IBB", Transport: "ibb", Window: 8, XTLSMed: 0.8, AnchorMed: 1, Ratio: 0.8, Goal: 0.85},
 			{Name: "XTLS over direct S5B", Transport: "s5b-direct", XTLSMed: 950, AnchorMed: 1000, Ratio: 0.95, Goal: 0.9},
+			{Name: "XTLS over IBB vs slixmpp", Transport: "ibb-vs-slixmpp", Window: 8, XTLSMed: 2.8, AnchorMed: 2, Ratio: 1.4, Goal: 1.5},
 		}}
+	r.Slixmpp = &r.Throughput[2]
 	md := markdown(r)
-	if !strings.Contains(md, "| 0.80× | ≥ 0.85× | missed by 6% |") || !strings.Contains(md, "| 0.95× | ≥ 0.90× | met |") {
+	if !strings.Contains(md, "| 0.80× | ≥ 0.85× | missed by 6% |") || !strings.Contains(md, "| 0.95× | ≥ 0.90× | met |") ||
+		!strings.Contains(md, "| XTLS over IBB vs slixmpp, window 8 (") || !strings.Contains(md, "| 1.40× | ≥ 1.50× | missed by 7% |") {
 		t.Fatalf("verdicts wrong:\n%s", md)
+	}
+	js, err := json.Marshal(r)
+	if err != nil || !strings.Contains(string(js), `"slixmpp_ibb":{"name":"XTLS over IBB vs slixmpp"`) {
+		t.Fatalf("results.json lacks the slixmpp measure: %v\n%s", err, js)
 	}
 	path := filepath.Join(t.TempDir(), "p.png")
 	if err := plot(path, r.Throughput); err != nil {
