@@ -423,10 +423,18 @@ func TestIBB11_WaitErrorRetried(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			go func() {
-				if a, err := hr.Open(ctx, julietJID, "s1", 4096); err == nil {
-					data := randomBytes(11, 48<<10)
-					_, _ = a.Write(data)
-					_ = a.Close()
+				for {
+					a, err := hr.Open(ctx, julietJID, "s1", 4096)
+					if err == nil {
+						data := randomBytes(11, 48<<10)
+						_, _ = a.Write(data)
+						_ = a.Close()
+						return
+					}
+					if ctx.Err() != nil {
+						return
+					}
+					time.Sleep(time.Millisecond) // Accept not waiting yet: not-acceptable (IBB-4)
 				}
 			}()
 			b, err := hj.Accept(ctx)
