@@ -351,28 +351,9 @@ func (l *s5bLog) String() string {
 	return l.b.String()
 }
 
-// s5bPython returns a python3 with slixmpp ≥ 1.8, or skips (fails when CI=true).
-func s5bPython(t *testing.T) string {
-	t.Helper()
-	for _, py := range []string{"/usr/bin/python3", "python3"} {
-		path, err := exec.LookPath(py)
-		if err != nil {
-			continue
-		}
-		if exec.Command(path, "-c", "import slixmpp, sys; sys.exit(0 if slixmpp.__version__ >= '1.8' else 1)").Run() == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("python3 with slixmpp ≥ 1.8 (python3-slixmpp) is required under CI")
-	}
-	t.Skip("python3 with slixmpp not found; install python3-slixmpp")
-	return ""
-}
-
 func startS5BPeer(t *testing.T, srv *prosodytest.Server, args ...string) *s5bPeer {
 	t.Helper()
-	py := s5bPython(t)
+	py := slixPython(t)
 	jid, password := srv.Account(t)
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "server.pem")
