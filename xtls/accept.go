@@ -205,7 +205,7 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 	s.Transport = kind
 	s.raw = conn
 	stop := closeOnEnd(js, conn)
-	err = c.secure(ctx, s, conn, method, d.Password)
+	err = c.secure(ctx, s, conn, method, d.Password, nil)
 	stop()
 	if err != nil {
 		if e := peerVerdict(s, err); e != nil {

@@ -72,15 +72,18 @@ func chooseMethod(ours, theirs *Security, responderPinned bool, password string)
 // transport is secured (XTLS-D6; for the initiator GO-7: the responder's stream header, or M2,
 // was read). On failure everything it opened is closed and a *Error with a human text is
 // returned.
-func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, password string) error {
+func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, password string, early *tls.Conn) error {
 	bare, err := BareJID(s.Peer)
 	if err != nil {
 		return secErr(s.Peer, "bad peer JID", err)
 	}
 	var cfg *tls.Config
-	if s.Initiator {
+	switch {
+	case early != nil:
+		// The initiator's handshake already started on conn (startClientHandshake).
+	case s.Initiator:
 		cfg, err = ClientConfig(c.cfg.Identity, bare, method, c.cfg.Trust)
-	} else {
+	default:
 		cfg, err = ServerConfig(c.cfg.Identity, bare, method, c.cfg.Trust)
 	}
 	if err != nil {
@@ -88,9 +91,12 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		return secErr(s.Peer, "TLS setup failed", err)
 	}
 	var tc *tls.Conn
-	if s.Initiator {
+	switch {
+	case early != nil:
+		tc = early
+	case s.Initiator:
 		tc = tls.Client(conn, cfg)
-	} else {
+	default:
 		tc = tls.Server(conn, cfg)
 	}
 	s.tls = tc
@@ -119,7 +125,8 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return fail(err)
 		}
-		fp, err = PeerFingerprint(tc.ConnectionState())
+		// VerifyConnection checked the certificate and its pin during the handshake.
+		_, fp, err = peerCertificate(tc.ConnectionState())
 		if err != nil {
 			return fail(err)
 		}

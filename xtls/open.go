@@ -3,10 +3,12 @@ package xtls
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/ibb"
@@ -199,25 +201,57 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 		}
 		return terminate(js, e)
 	}
-	// XTLS-17: announce the choice before the first TLS byte.
+	// XTLS-17: announce the choice before the first TLS byte. The announcement is sent before
+	// the bytestream is set up, but its acknowledgement is not waited for: the responder waits
+	// for the method before it reads any TLS byte, so the round trip overlaps the transport's.
+	// A refusal cancels the set-up.
 	choice := &Security{Methods: []string{method}}
-	if err := js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Security: choice.Element()}}, nil); err != nil {
+	siCtx, siCancel := context.WithCancel(ctx)
+	defer siCancel()
+	siDone := make(chan error, 1)
+	go func() {
+		err := js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Security: choice.Element()}}, nil)
+		if err != nil {
+			siCancel()
+		}
+		siDone <- err
+	}()
+	siFailed := func(err error) error {
 		if js.State() == jingle.StateEnded {
 			return fail(asErr(s.Peer, endedErr(js)))
 		}
 		return fail(secErr(s.Peer, "the peer refused our method choice "+method, err))
 	}
+	// The TLS client starts now on a bytestream that is still being negotiated, so the
+	// ClientHello and its key shares are computed while the transport round trips run; its
+	// first byte is written once the bytestream is ready (JIBB-10, JS5B-20).
+	lc := newLateConn()
+	early, earlyDone := c.startClientHandshake(siCtx, bare, method, lc)
+	defer func() { <-earlyDone }()
 	// 4. bytestream.
-	conn, kind, err := c.establish(ctx, s, fallback, c.proxyAddrs(offer, answer.Transport))
+	conn, kind, err := c.establish(siCtx, s, fallback, c.proxyAddrs(offer, answer.Transport))
 	if err != nil {
+		_ = lc.Close()
+		select {
+		case siErr := <-siDone:
+			if siErr != nil {
+				return siFailed(siErr)
+			}
+		default:
+		}
 		return fail(asErr(s.Peer, err))
 	}
 	s.Transport = kind
-	s.raw = conn
+	lc.set(conn)
+	s.raw = lc
 	// 5. TLS, XSRP, stream.
-	stop := closeOnEnd(js, conn)
-	err = c.secure(ctx, s, conn, method, password)
+	stop := closeOnEnd(js, lc)
+	err = c.secure(siCtx, s, lc, method, password, early)
 	stop()
+	if siErr := <-siDone; siErr != nil {
+		_ = lc.Close()
+		return siFailed(siErr)
+	}
 	if err != nil {
 		if e := peerVerdict(s, err); e != nil {
 			if leap {
@@ -229,6 +263,25 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 		return fail(asErr(s.Peer, err))
 	}
 	return nil
+}
+
+// startClientHandshake runs the TLS client handshake of method on conn in the background and
+// returns the connection (nil when the configuration cannot be built; secure then reports
+// why) and a channel closed when that handshake attempt has returned. secure's own handshake
+// call waits for it and returns its result.
+func (c *Client) startClientHandshake(ctx context.Context, bare, method string, conn net.Conn) (*tls.Conn, <-chan struct{}) {
+	done := make(chan struct{})
+	cfg, err := ClientConfig(c.cfg.Identity, bare, method, c.cfg.Trust)
+	if err != nil {
+		close(done)
+		return nil, done
+	}
+	tc := tls.Client(conn, cfg)
+	go func() {
+		defer close(done)
+		_ = tc.HandshakeContext(ctx)
+	}()
+	return tc, done
 }
 
 // asErr returns err as *Error (wrapping it when it is not one).

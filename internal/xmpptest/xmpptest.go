@@ -35,6 +35,9 @@ type Faults struct {
 	Duplicate float64       // probability that a stanza is delivered twice
 	Delay     float64       // probability that a stanza is held back by a random time up to MaxDelay
 	MaxDelay  time.Duration // upper bound of an injected delay (default 5ms)
+	// Latency is added to every copy of every stanza: a fixed one-way trip time, so that an
+	// IQ round trip between two parties takes twice it (used to count round trips).
+	Latency time.Duration
 }
 
 // Kind is the kind of a stanza seen by an observer.
@@ -158,6 +161,7 @@ func (n *Network) deliver(s Stanza, fn func()) {
 		if f.Delay > 0 && n.rng.Float64() < f.Delay {
 			delays[i] = time.Duration(n.rng.Int63n(int64(maxDelay)) + 1)
 		}
+		delays[i] += f.Latency
 	}
 	n.mu.Unlock()
 
