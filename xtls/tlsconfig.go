@@ -86,13 +86,14 @@ func verifyPeer(cs tls.ConnectionState, peer, method string, pins PinSource) err
 	if cs.DidResume {
 		return fmt.Errorf("xtls: session resumption is not allowed")
 	}
-	fp, err := PeerFingerprint(cs)
+	_, fp, err := peerCertificate(cs)
 	if err != nil {
 		return err
 	}
 	switch method {
 	case MethodSRP:
-		return nil // XSRP decides (XTLS-D6)
+		// XSRP decides (XTLS-D6); it checks the certificate with PeerFingerprint.
+		return nil
 	case MethodX509:
 		list, err := pins.Pins(peer)
 		if err != nil {
@@ -101,6 +102,10 @@ func verifyPeer(cs tls.ConnectionState, peer, method string, pins PinSource) err
 		if !pinned(list, fp) {
 			return &PinError{Peer: peer, Fingerprint: fp, Changed: len(list) > 0}
 		}
+		// The certificate is byte for byte one that was pinned, and CertificateVerify proved
+		// the peer holds its key; checking its self-signature again would add a signature
+		// verification to every handshake and no authentication (XSRP and the first pinning
+		// check it, PeerFingerprint).
 		return nil
 	}
 	return fmt.Errorf("xtls: unsupported method %.32q", method)
@@ -124,21 +129,31 @@ func pinned(list []Pin, fp Fingerprint) bool {
 // self-signed, with an Ed25519, ECDSA P-256 or RSA (at least 2048 bits, as other XTLS clients
 // generate) key.
 func PeerFingerprint(cs tls.ConnectionState) (Fingerprint, error) {
-	if len(cs.PeerCertificates) != 1 {
-		return Fingerprint{}, fmt.Errorf("%w: %d certificates, want one", ErrCertificate, len(cs.PeerCertificates))
-	}
-	c := cs.PeerCertificates[0]
-	if k, ok := c.PublicKey.(*rsa.PublicKey); ok {
-		if k.N.BitLen() < 2048 {
-			return Fingerprint{}, fmt.Errorf("%w: RSA key of %d bits", ErrCertificate, k.N.BitLen())
-		}
-	} else if err := checkKey(c); err != nil {
+	c, fp, err := peerCertificate(cs)
+	if err != nil {
 		return Fingerprint{}, err
 	}
 	if err := selfSigned(c); err != nil {
 		return Fingerprint{}, err
 	}
-	return FingerprintOf(c.Raw), nil
+	return fp, nil
+}
+
+// peerCertificate is PeerFingerprint without the signature check: exactly one certificate
+// with an acceptable key, and its fingerprint.
+func peerCertificate(cs tls.ConnectionState) (*x509.Certificate, Fingerprint, error) {
+	if len(cs.PeerCertificates) != 1 {
+		return nil, Fingerprint{}, fmt.Errorf("%w: %d certificates, want one", ErrCertificate, len(cs.PeerCertificates))
+	}
+	c := cs.PeerCertificates[0]
+	if k, ok := c.PublicKey.(*rsa.PublicKey); ok {
+		if k.N.BitLen() < 2048 {
+			return nil, Fingerprint{}, fmt.Errorf("%w: RSA key of %d bits", ErrCertificate, k.N.BitLen())
+		}
+	} else if err := checkKey(c); err != nil {
+		return nil, Fingerprint{}, err
+	}
+	return c, FingerprintOf(c.Raw), nil
 }
 
 func selfSigned(c *x509.Certificate) error {
