@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,10 +51,17 @@ type options struct {
 	sessions   int
 	out        string
 	cpuprof    string
+	setupProf  string
 	memBudget  time.Duration
 	slixScript string
 	slixWindow int
+	only       map[string]bool // sections to run; empty: all
 }
+
+// sections are the parts of a run that -only can select.
+var sections = []string{"throughput", "slixmpp", "setup", "memory"}
+
+func (o options) wants(section string) bool { return len(o.only) == 0 || o.only[section] }
 
 func main() {
 	var o options
@@ -65,11 +73,23 @@ func main() {
 	flag.StringVar(&windows, "windows", "1,8,32", "IBB windows")
 	flag.IntVar(&o.sessions, "sessions", 10000, "idle XTLS sessions to hold for the memory measure")
 	flag.StringVar(&o.out, "out", "bench-out", "output directory (results.md, results.json, throughput.png)")
+	flag.StringVar(&o.setupProf, "setup-cpuprofile", "", "write a CPU profile of the x509-over-IBB session set-ups to this file")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the XTLS-over-IBB runs at window 8 to this file")
 	flag.DurationVar(&o.memBudget, "memory-budget", 3*time.Minute, "stop opening idle sessions after this long and report the count reached")
 	flag.StringVar(&o.slixScript, "slixmpp-peer", "interop/slixmpp/ibb_peer.py", "the slixmpp XEP-0047 peer script (needs python3 with slixmpp ≥ 1.8; /usr/bin/python3 is tried first)")
 	flag.IntVar(&o.slixWindow, "slixmpp-window", 8, "IBB window of the XTLS side of the slixmpp comparison")
+	only := flag.String("only", "", "comma-separated sections to run (of "+strings.Join(sections, ", ")+"); empty: all")
 	flag.Parse()
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, sec := range strings.Split(*only, ",") {
+			sec = strings.TrimSpace(sec)
+			if !slices.Contains(sections, sec) {
+				log.Fatalf("-only: unknown section %q (have %s)", sec, strings.Join(sections, ", "))
+			}
+			o.only[sec] = true
+		}
+	}
 	for _, w := range strings.Split(windows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
 		if err != nil || n < 1 {
@@ -168,6 +188,35 @@ func run(o options) error {
 	b := &bench{srv: srv, o: o}
 	defer b.closeAll()
 
+	if o.wants("throughput") {
+		if err := b.throughput(rep); err != nil {
+			return err
+		}
+	}
+	if o.wants("slixmpp") {
+		if err := b.slixmpp(rep); err != nil {
+			return err
+		}
+	}
+	if o.wants("setup") {
+		log.Printf("session setup")
+		if rep.Setup, err = b.setup(); err != nil {
+			return err
+		}
+	}
+	if o.wants("memory") {
+		log.Printf("memory: %d idle sessions", o.sessions)
+		if rep.Memory, err = memory(o.sessions, o.memBudget); err != nil {
+			return err
+		}
+	}
+	rep.WallSeconds = time.Since(start).Seconds()
+	return b.write(rep)
+}
+
+// throughput runs the transfer measures (direct S5B, proxy65, IBB at each window).
+func (b *bench) throughput(rep *Report) error {
+	o := b.o
 	log.Printf("throughput: direct S5B vs crypto/tls over TCP")
 	p, err := b.pair("XTLS over direct S5B", "s5b-direct", 0, "crypto/tls 1.3 over loopback TCP", 0.90, b.tlsTCP, b.xtlsS5B(false))
 	if err != nil {
@@ -192,13 +241,18 @@ func run(o options) error {
 		rep.Throughput = append(rep.Throughput, p)
 	}
 	rep.CPU = b.cpu
+	return nil
+}
 
+// slixmpp runs XTLS over IBB against slixmpp → slixmpp XEP-0047, or records why it cannot.
+func (b *bench) slixmpp(rep *Report) error {
+	o := b.o
 	if s, err := b.newSlix(); err != nil {
 		rep.LeftOut = append(rep.LeftOut, "slixmpp XEP-0047 comparison (goal ≥ 1.5×): left out — "+err.Error())
 	} else {
 		w := o.slixWindow
 		log.Printf("throughput: XTLS over IBB window %d vs slixmpp → slixmpp XEP-0047", w)
-		p, err = b.pair("XTLS over IBB vs slixmpp", "ibb-vs-slixmpp", w,
+		p, err := b.pair("XTLS over IBB vs slixmpp", "ibb-vs-slixmpp", w,
 			"slixmpp 1.8 XEP-0047 → slixmpp, IQ, 4096-byte blocks, same Prosody", 1.5,
 			func() (float64, string, error) { return b.slixIBB(s) },
 			func() (float64, string, error) { return b.xtlsIBB(w, false) })
@@ -208,17 +262,12 @@ func run(o options) error {
 		rep.Throughput = append(rep.Throughput, p)
 		rep.Slixmpp = &p
 	}
+	return nil
+}
 
-	log.Printf("session setup")
-	if rep.Setup, err = b.setup(); err != nil {
-		return err
-	}
-	log.Printf("memory: %d idle sessions", o.sessions)
-	if rep.Memory, err = memory(o.sessions, o.memBudget); err != nil {
-		return err
-	}
-	rep.WallSeconds = time.Since(start).Seconds()
-
+// write stores results.json, results.md and throughput.png in the output directory.
+func (b *bench) write(rep *Report) error {
+	o := b.o
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.out, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err

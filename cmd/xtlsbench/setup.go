@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +166,11 @@ func (b *bench) setup() ([]Setup, error) {
 			sa.Close()
 			<-sb.Done()
 		}
+		if c.name == "x509 over IBB" && b.o.setupProf != "" {
+			if err := b.profileSetups(pa, pb, 200); err != nil {
+				return nil, fmt.Errorf("setup profile: %w", err)
+			}
+		}
 		s.MedianMS, s.RTTMS = median(s.MS), median(rtts)
 		s.RTTs = s.MedianMS / s.RTTMS
 		s.RTTsMinusHS = (s.MedianMS - hs) / s.RTTMS
@@ -173,6 +180,31 @@ func (b *bench) setup() ([]Setup, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// profileSetups runs n more x509 set-ups from a to b with the CPU profiler on and writes the
+// profile to -setup-cpuprofile (not counted in the medians).
+func (b *bench) profileSetups(a, p *party, n int) error {
+	f, err := os.Create(b.o.setupProf)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		sa, sb, _, err := openAccept(ctx, a, p, nil)
+		cancel()
+		if err != nil {
+			return err
+		}
+		sa.Close()
+		<-sb.Done()
+	}
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
