@@ -488,6 +488,9 @@ func validName(s string) bool {
 // elementName checks that b is exactly one well-formed XML element (white space around it is
 // allowed) without comments, processing instructions or directives, and returns its name.
 func elementName(b []byte) (xml.Name, error) {
+	if name, ok := fastElementName(b); ok {
+		return name, nil
+	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	var name xml.Name
 	depth := 0
@@ -521,4 +524,122 @@ func elementName(b []byte) (xml.Name, error) {
 			return xml.Name{}, errors.New("gosrcxmpp: payload has a comment, processing instruction or directive")
 		}
 	}
+}
+
+// fastElementName recognises, without a decoder, the shape almost every payload of ours has:
+// one element with unprefixed ASCII names, distinct attributes quoted without '<', '&' or
+// non-ASCII bytes, and either no content or text of printable ASCII without markup (an IBB
+// <data/> block, a Jingle action without children). It reports false for anything else, and
+// elementName then uses encoding/xml; FuzzElementName checks that every input it accepts is
+// one encoding/xml accepts with the same name. A 4 KiB IBB block costs ≈140 µs through the
+// decoder, which was most of the sender's CPU per block.
+func fastElementName(b []byte) (xml.Name, bool) {
+	i := skipXMLSpace(b, 0)
+	if i >= len(b) || b[i] != '<' {
+		return xml.Name{}, false
+	}
+	name, i, ok := scanXMLName(b, i+1)
+	if !ok {
+		return xml.Name{}, false
+	}
+	var (
+		space string
+		seen  [8]string
+		n     int
+	)
+	for {
+		j := skipXMLSpace(b, i)
+		if j >= len(b) {
+			return xml.Name{}, false
+		}
+		if b[j] == '>' || b[j] == '/' {
+			i = j
+			break
+		}
+		if j == i { // attributes need white space before them
+			return xml.Name{}, false
+		}
+		attr, k, ok := scanXMLName(b, j)
+		if !ok || k+1 >= len(b) || b[k] != '=' || (b[k+1] != '\'' && b[k+1] != '"') {
+			return xml.Name{}, false
+		}
+		q := b[k+1]
+		k += 2
+		start := k
+		for k < len(b) && b[k] != q {
+			if c := b[k]; c < 0x20 || c > 0x7e || c == '<' || c == '&' {
+				return xml.Name{}, false
+			}
+			k++
+		}
+		if k >= len(b) || n == len(seen) {
+			return xml.Name{}, false
+		}
+		for _, a := range seen[:n] {
+			if a == attr {
+				return xml.Name{}, false
+			}
+		}
+		seen[n] = attr
+		n++
+		if attr == "xmlns" {
+			space = string(b[start:k])
+		}
+		i = k + 1
+	}
+	if b[i] == '/' {
+		if i+1 >= len(b) || b[i+1] != '>' {
+			return xml.Name{}, false
+		}
+		i += 2
+	} else {
+		i++
+		for i < len(b) && b[i] != '<' {
+			if c := b[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c > 0x7e || c == '&' || c == '>' {
+				return xml.Name{}, false
+			}
+			i++
+		}
+		if i+1 >= len(b) || b[i+1] != '/' {
+			return xml.Name{}, false
+		}
+		end, k, ok := scanXMLName(b, i+2)
+		if !ok || end != name {
+			return xml.Name{}, false
+		}
+		k = skipXMLSpace(b, k)
+		if k >= len(b) || b[k] != '>' {
+			return xml.Name{}, false
+		}
+		i = k + 1
+	}
+	if skipXMLSpace(b, i) != len(b) {
+		return xml.Name{}, false
+	}
+	return xml.Name{Space: space, Local: name}, true
+}
+
+func skipXMLSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanXMLName reads an unprefixed ASCII name at b[i:]: a letter or '_', then letters, digits,
+// '-', '_' or '.'.
+func scanXMLName(b []byte, i int) (string, int, bool) {
+	start := i
+	for i < len(b) {
+		c := b[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+		if !letter && (i == start || !(c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			break
+		}
+		i++
+	}
+	if i == start {
+		return "", i, false
+	}
+	return string(b[start:i]), i, true
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"testing"
@@ -280,4 +281,66 @@ func FuzzDecodeStanzaError(f *testing.F) {
 			t.Fatalf("round trip: %+v → %s → %+v", want, b.Bytes(), *back)
 		}
 	})
+}
+
+// FuzzElementName: the decoder-free path of elementName accepts only what encoding/xml
+// accepts, with the same name (differential), and never panics.
+func FuzzElementName(f *testing.F) {
+	seedFuzz(f)
+	for _, s := range []string{
+		"<data xmlns='http://jabber.org/protocol/ibb' seq='3' sid='x1'>AAEC/+==</data>",
+		"<jingle xmlns=\"urn:xmpp:jingle:1\" action='session-info' sid='a'/>",
+		" <a x='1' y=\"2\" >text\n</a > ",
+		"<a x='1'y='2'/>", "<a x='1' x='2'/>", "<a:b xmlns:a='u'/>", "<a>&amp;</a>", "<a></b>",
+		"<a>]]></a>", "<a xmlns=''/>", "<a\txmlns='u'\n/>", "<_.-9/>", "<9a/>", "<a/><b/>",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := fastElementName(b)
+		if !ok {
+			return
+		}
+		d := xml.NewDecoder(bytes.NewReader(b))
+		var name xml.Name
+		depth, roots := 0, 0
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("fast path accepted %q, encoding/xml: %v", b, err)
+			}
+			switch tk := tok.(type) {
+			case xml.StartElement:
+				if depth == 0 {
+					roots++
+					name = tk.Name
+				}
+				depth++
+			case xml.EndElement:
+				depth--
+			case xml.CharData:
+				if depth == 0 && len(bytes.TrimSpace(tk)) > 0 {
+					t.Fatalf("fast path accepted text outside the element: %q", b)
+				}
+			case xml.Comment, xml.ProcInst, xml.Directive:
+				t.Fatalf("fast path accepted %T in %q", tk, b)
+			}
+		}
+		if roots != 1 || depth != 0 || name != fast {
+			t.Fatalf("%q: fast %v, encoding/xml %v (%d roots, depth %d)", b, fast, name, roots, depth)
+		}
+	})
+}
+
+func BenchmarkElementNameIBBData(b *testing.B) {
+	p := []byte("<data xmlns='http://jabber.org/protocol/ibb' seq='3' sid='x1d68d6ebfa3'>" + strings.Repeat("QUJD", 1366) + "</data>")
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		if _, err := elementName(p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
