@@ -152,6 +152,11 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 	if err != nil {
 		return fail(err)
 	}
+	if s.cork != nil {
+		// Nothing is held back any more (Initiate ended by reading, which flushed); from now
+		// on every write goes out at once.
+		_ = s.cork.uncork()
+	}
 	s.Stream = st
 	if nc != nil {
 		s.wg.Add(1)

@@ -226,7 +226,8 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 	// ClientHello and its key shares are computed while the transport round trips run; its
 	// first byte is written once the bytestream is ready (JIBB-10, JS5B-20).
 	lc := newLateConn()
-	early, earlyDone := c.startClientHandshake(siCtx, bare, method, lc)
+	s.cork = newCorkConn(lc)
+	early, earlyDone := c.startClientHandshake(siCtx, bare, method, s.cork)
 	defer func() { <-earlyDone }()
 	// 4. bytestream.
 	conn, kind, err := c.establish(siCtx, s, fallback, c.proxyAddrs(offer, answer.Transport))

@@ -196,6 +196,7 @@ type Session struct {
 	isS5B bool
 	tls   *tls.Conn
 	raw   net.Conn
+	cork  *corkConn // the initiator's write combiner during set-up (cork.go)
 	once  sync.Once
 	done  chan struct{}
 	err   error
