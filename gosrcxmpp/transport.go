@@ -127,8 +127,9 @@ func (t *transport) newDecoder() {
 	t.connMu.Lock()
 	conn := t.conn
 	t.connMu.Unlock()
-	in := xml.NewDecoder(bufio.NewReaderSize(conn, 64<<10))
-	t.rd.in = in
+	cr := &countingReader{br: bufio.NewReaderSize(conn, 64<<10)}
+	in := xml.NewDecoder(cr)
+	t.rd.in, t.rd.counter, t.rd.skipped = in, cr, 0
 	t.dec = xml.NewTokenDecoder(t.rd)
 }
 
@@ -257,12 +258,20 @@ func (t *transport) startReading() {
 type reader struct {
 	t        *transport
 	in       *xml.Decoder
+	counter  *countingReader // in's byte source (fastread.go)
+	skipped  int64           // bytes the fast path consumed past in
 	capture  atomic.Bool
 	onStanza func(*inStanza)
 }
 
 func (r *reader) Token() (xml.Token, error) {
 	for {
+		if r.capture.Load() {
+			if s, ok := r.fastStanza(); ok {
+				r.onStanza(s)
+				continue
+			}
+		}
 		tok, err := r.in.Token()
 		if err != nil {
 			r.t.finish(fmt.Errorf("gosrcxmpp: read: %w", err))
