@@ -43,19 +43,22 @@ import (
 )
 
 type options struct {
-	runs       int
-	streamMB   float64 // bytes per TCP / S5B / proxy65 run
-	ibbMB      float64 // bytes per IBB run
-	writeSize  int
-	windows    []int
-	sessions   int
-	out        string
-	cpuprof    string
-	setupProf  string
-	memBudget  time.Duration
-	slixScript string
-	slixWindow int
-	only       map[string]bool // sections to run; empty: all
+	runs      int
+	streamMB  float64 // bytes per TCP / S5B / proxy65 run
+	ibbMB     float64 // bytes per IBB run
+	writeSize int
+	windows   []int
+	sessions  int
+	out       string
+	cpuprof   string
+	setupProf string
+	// setupLatency is the one-way latency added to each client's link to the server for the
+	// second set of set-up measures; 0 leaves them out.
+	setupLatency time.Duration
+	memBudget    time.Duration
+	slixScript   string
+	slixWindow   int
+	only         map[string]bool // sections to run; empty: all
 }
 
 // sections are the parts of a run that -only can select.
@@ -73,6 +76,7 @@ func main() {
 	flag.StringVar(&windows, "windows", "1,8,32", "IBB windows")
 	flag.IntVar(&o.sessions, "sessions", 10000, "idle XTLS sessions to hold for the memory measure")
 	flag.StringVar(&o.out, "out", "bench-out", "output directory (results.md, results.json, throughput.png)")
+	flag.DurationVar(&o.setupLatency, "setup-latency", 5*time.Millisecond, "one-way latency added to each client's link to Prosody for the second set of set-up measures (0: leave them out)")
 	flag.StringVar(&o.setupProf, "setup-cpuprofile", "", "write a CPU profile of the x509-over-IBB session set-ups to this file")
 	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the XTLS-over-IBB runs at window 8 to this file")
 	flag.DurationVar(&o.memBudget, "memory-budget", 3*time.Minute, "stop opening idle sessions after this long and report the count reached")
@@ -151,6 +155,8 @@ type Setup struct {
 	RTTs         float64   `json:"setup_in_rtt"`
 	RTTsMinusHS  float64   `json:"setup_minus_handshake_in_rtt"`
 	GoalRTTPlusH float64   `json:"goal_rtt_plus_one_handshake,omitempty"`
+	// OneWayLatencyMS is the latency added to each client's link to the server (0: loopback).
+	OneWayLatencyMS float64 `json:"one_way_latency_ms,omitempty"`
 }
 
 // Memory is the heap held per idle session end.
@@ -377,6 +383,11 @@ func (b *bench) pair(name, transport string, window int, anchorIs string, goal f
 
 // dial connects a fresh account through the adapter.
 func (b *bench) dial(resource string) (*gosrcxmpp.Client, error) {
+	return b.dialAt(b.srv.Addr, resource)
+}
+
+// dialAt connects a fresh account through the adapter to addr (the server, or a relay to it).
+func (b *bench) dialAt(addr, resource string) (*gosrcxmpp.Client, error) {
 	jid, pw, err := b.srv.Register()
 	if err != nil {
 		return nil, err
@@ -384,7 +395,7 @@ func (b *bench) dial(resource string) (*gosrcxmpp.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, err := gosrcxmpp.Dial(ctx, gosrcxmpp.Config{
-		Address: b.srv.Addr, JID: jid + "/" + resource, Password: pw,
+		Address: addr, JID: jid + "/" + resource, Password: pw,
 		TLS: &tls.Config{RootCAs: b.srv.RootCAs, ServerName: b.srv.Domain},
 	})
 	if err != nil {

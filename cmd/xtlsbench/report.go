@@ -57,8 +57,12 @@ func markdown(r *Report) string {
 			goal = "≤ 8 RTT + one handshake"
 			v = verdict(s.RTTsMinusHS <= 8, fmt.Sprintf("by %.1f RTT", s.RTTsMinusHS-8))
 		}
+		name := s.Name
+		if s.OneWayLatencyMS > 0 {
+			name += fmt.Sprintf(", %g ms one way on each client link", s.OneWayLatencyMS)
+		}
 		fmt.Fprintf(&b, "| session setup, %s | one IQ round trip %.2f ms; local handshake %.2f ms | %.1f ms = %.1f RTT | (setup − handshake) = %.1f RTT | | %s | %s |\n",
-			s.Name, s.RTTMS, s.HandshakeMS, s.MedianMS, s.RTTs, s.RTTsMinusHS, goal, v)
+			name, s.RTTMS, s.HandshakeMS, s.MedianMS, s.RTTs, s.RTTsMinusHS, goal, v)
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(&b, "| memory per idle session end (%d sessions, %.0f s to open) | crypto/tls pair alone: %.1f KiB/end | %.1f KiB/end, %.1f goroutines/end | +%.1f KiB over TLS | | ≤ 32 KiB; 10,000 sessions | %s |\n",

@@ -93,24 +93,49 @@ func openAccept(ctx context.Context, a, b *party, opts *xtls.OpenOptions) (*xtls
 	return sa, sb, time.Since(t0), nil
 }
 
+// setupsPerRun is how many set-ups (each after one IQ round trip) a run of the set-up measure
+// makes: a set-up takes milliseconds, and a median over few samples moves with the load.
+const setupsPerRun = 5
+
 // setup measures x509 and srp session setup through Prosody in units of one IQ round trip
-// between the same two clients, and one local TLS handshake with the same configuration.
+// between the same two clients, and one local TLS handshake with the same configuration:
+// first on the loopback links, then (with -setup-latency) with a network's latency added to
+// each client's link to the server.
 func (b *bench) setup() ([]Setup, error) {
 	var out []Setup
 	hs, err := b.localHandshakes()
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range []struct {
-		name   string
-		policy xtls.TransportPolicy
-		srp    bool
-	}{{"x509 over IBB", xtls.TransportIBB, false}, {"x509 over direct S5B", xtls.TransportS5B, false}, {"srp over IBB", xtls.TransportIBB, true}} {
-		la, err := b.dial("setup-a")
+	type setupCase struct {
+		name    string
+		policy  xtls.TransportPolicy
+		srp     bool
+		latency time.Duration // one way, on each client's link to the server
+	}
+	cases := []setupCase{{"x509 over IBB", xtls.TransportIBB, false, 0}, {"x509 over direct S5B", xtls.TransportS5B, false, 0}, {"srp over IBB", xtls.TransportIBB, true, 0}}
+	if l := b.o.setupLatency; l > 0 {
+		// With a network's latency on the client links, one IQ round trip is four link
+		// crossings and CPU is a small part of it: the ratio counts protocol round trips.
+		// IBB only: there every byte crosses the server; a direct S5B bytestream would not
+		// cross the relays.
+		cases = append(cases, setupCase{"x509 over IBB", xtls.TransportIBB, false, l}, setupCase{"srp over IBB", xtls.TransportIBB, true, l})
+	}
+	for _, c := range cases {
+		addr := b.srv.Addr
+		if c.latency > 0 {
+			r, err := newDelayRelay(b.srv.Addr, c.latency)
+			if err != nil {
+				return nil, err
+			}
+			b.later(func() { r.Close() })
+			addr = r.Addr()
+		}
+		la, err := b.dialAt(addr, "setup-a")
 		if err != nil {
 			return nil, err
 		}
-		lb, err := b.dial("setup-b")
+		lb, err := b.dialAt(addr, "setup-b")
 		if err != nil {
 			return nil, err
 		}
@@ -138,35 +163,36 @@ func (b *bench) setup() ([]Setup, error) {
 			opts = &xtls.OpenOptions{Password: "bench"}
 			pb.pw = "bench"
 		}
-		s := Setup{Name: c.name, HandshakeMS: hs}
+		s := Setup{Name: c.name, HandshakeMS: hs, OneWayLatencyMS: ms(c.latency)}
 		var rtts []float64
 		for i := 0; i < b.o.runs; i++ {
-			for range 3 {
+			// Round trips and set-ups interleave so that both see the same load.
+			for range setupsPerRun {
 				t0 := time.Now()
 				if _, err := la.Request(context.Background(), lb.LocalJID(), "get", []byte("<query xmlns='http://jabber.org/protocol/disco#info'/>")); err != nil {
 					return nil, err
 				}
 				rtts = append(rtts, ms(time.Since(t0)))
+				if c.srp {
+					unpinEachOther(pa, pb)
+				} else {
+					pinEachOther(pa, pb)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				sa, sb, d, err := openAccept(ctx, pa, pb, opts)
+				cancel()
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", c.name, err)
+				}
+				if c.srp && sa.Method != xtls.MethodSRP {
+					return nil, fmt.Errorf("%s: method %s", c.name, sa.Method)
+				}
+				s.MS = append(s.MS, ms(d))
+				sa.Close()
+				<-sb.Done()
 			}
-			if c.srp {
-				unpinEachOther(pa, pb)
-			} else {
-				pinEachOther(pa, pb)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			sa, sb, d, err := openAccept(ctx, pa, pb, opts)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", c.name, err)
-			}
-			if c.srp && sa.Method != xtls.MethodSRP {
-				return nil, fmt.Errorf("%s: method %s", c.name, sa.Method)
-			}
-			s.MS = append(s.MS, ms(d))
-			sa.Close()
-			<-sb.Done()
 		}
-		if c.name == "x509 over IBB" && b.o.setupProf != "" {
+		if c.name == "x509 over IBB" && c.latency == 0 && b.o.setupProf != "" {
 			if err := b.profileSetups(pa, pb, 200); err != nil {
 				return nil, fmt.Errorf("setup profile: %w", err)
 			}
