@@ -12,7 +12,7 @@ import (
 // without nested elements — and encoding/xml spends ≈25 ns per byte of their text. When such
 // a stanza lies complete in the read buffer, parseFastStanza builds the same inStanza that
 // readStanza would (FuzzFastStanza checks that, differentially) and the reader skips its
-// bytes; anything else — prefixes, entities, non-ASCII, nested elements, <error/>, comments,
+// bytes; anything else — prefixes (but the stanza's xml:lang), entities, non-ASCII, several children, <error/>, comments,
 // a stanza not yet fully received — goes to the decoder as before.
 
 // maxFastRefills bounds how often the fast path re-reads a stanza that is still arriving
@@ -46,9 +46,11 @@ var _ io.ByteReader = (*countingReader)(nil)
 
 // parseFastStanza parses one top-level <iq/> or <message/> at the start of b, in the default
 // namespace jabber:client, if it has the plain form: unprefixed ASCII names, attributes quoted
-// without '&', '<' or control bytes, no xmlns on the stanza, and zero or one child that declares
-// its own namespace (not jabber:client) and holds only printable-ASCII text without '&', '<'
-// or '>'. It returns the stanza and its length; otherwise ok is false, and short reports that b
+// without '&', '<' or control bytes (xml:lang the one prefixed attribute, on the stanza only, and
+// ignored as the decoder path ignores it), no xmlns on the stanza, and zero or one child that declares
+// its own namespace (not jabber:client), with elements nested inside it in the same plain form
+// (each in its parent's namespace or one it declares) and only printable-ASCII text without
+// '&', '<' or '>'. It returns the stanza and its length; otherwise ok is false, and short reports that b
 // ended before the stanza did (more input might make it plain).
 func parseFastStanza(b []byte) (s *inStanza, n int, ok, short bool) {
 	p := &fastParser{b: b}
@@ -81,7 +83,7 @@ func (p *fastParser) stanza() (*inStanza, int, bool) {
 		return nil, 0, false
 	}
 	s := &inStanza{kind: kind}
-	attrs, i, closed, ok := p.attrs(i)
+	attrs, i, closed, ok := p.attrs(i, true)
 	if !ok {
 		return nil, 0, false
 	}
@@ -89,6 +91,9 @@ func (p *fastParser) stanza() (*inStanza, int, bool) {
 		switch a.name {
 		case "xmlns":
 			return nil, 0, false
+		case "xml:lang":
+			// Prosody stamps the sender's stream language on every stanza it routes; the
+			// decoder path ignores namespaced attributes of the stanza, and so does this one.
 		case "id":
 			s.id = a.value
 		case "type":
@@ -106,60 +111,13 @@ func (p *fastParser) stanza() (*inStanza, int, bool) {
 		return nil, 0, false
 	}
 	if b[i+1] != '/' {
-		name, j, ok := scanXMLName(b, i+1)
-		if p.end(j) || !ok {
-			return nil, 0, false
-		}
-		cattrs, j, cclosed, ok := p.attrs(j)
+		var w bytes.Buffer
+		w.Grow(len(b) - i + 64)
+		size := 0
+		name, space, j, ok := p.element(&w, i, "\x00", 1, &size)
 		if !ok {
 			return nil, 0, false
 		}
-		space, hasNS := "", false
-		for _, a := range cattrs {
-			if a.name == "xmlns" {
-				space, hasNS = a.value, true
-			}
-		}
-		if !hasNS || space == nsClient || space == "" {
-			return nil, 0, false
-		}
-		var w bytes.Buffer
-		w.Grow(j - i + 32)
-		w.WriteByte('<')
-		w.WriteString(name)
-		w.WriteString(` xmlns="`)
-		escapeAttr(&w, space)
-		w.WriteByte('"')
-		for _, a := range cattrs {
-			if a.name == "xmlns" {
-				continue
-			}
-			w.WriteByte(' ')
-			w.WriteString(a.name)
-			w.WriteString(`="`)
-			escapeAttr(&w, a.value)
-			w.WriteByte('"')
-		}
-		w.WriteByte('>')
-		if !cclosed {
-			start := j
-			for !p.end(j) && b[j] != '<' {
-				if c := b[j]; c < 0x20 && c != '\t' && c != '\n' || c > 0x7e || c == '&' || c == '>' {
-					return nil, 0, false
-				}
-				j++
-			}
-			if p.short {
-				return nil, 0, false
-			}
-			escapeText(&w, b[start:j])
-			if j = p.endTag(j, name); j < 0 {
-				return nil, 0, false
-			}
-		}
-		w.WriteString("</")
-		w.WriteString(name)
-		w.WriteByte('>')
 		s.children = []child{{name: xml.Name{Space: space, Local: name}, raw: w.Bytes()}}
 		i = j
 	}
@@ -169,10 +127,101 @@ func (p *fastParser) stanza() (*inStanza, int, bool) {
 	return s, i, true
 }
 
+// element reads one element at b[i] (its '<') and everything inside it, writing it to w the
+// way readStanza's elemWriter would: an xmlns declaration where the namespace differs from the
+// parent's (always on the stanza's child, parent "\x00"), other attributes in document order,
+// text escaped, every element closed with an end tag. It counts size as readStanza does and
+// gives up (ok false) past its limits, at a prefix, a namespace it would not take on the fast
+// path (none, empty, or jabber:client), or text other than printable ASCII without '&', '<'
+// and '>' (white space included).
+func (p *fastParser) element(w *bytes.Buffer, i int, parent string, depth int, size *int) (name, space string, next int, ok bool) {
+	b := p.b
+	if depth > maxDepth || p.end(i+1) || b[i] != '<' {
+		return "", "", 0, false
+	}
+	name, j, ok := scanXMLName(b, i+1)
+	if p.end(j) || !ok {
+		return "", "", 0, false
+	}
+	attrs, j, closed, ok := p.attrs(j, false)
+	if !ok {
+		return "", "", 0, false
+	}
+	space, hasNS := parent, false
+	if depth == 1 {
+		space = ""
+	}
+	for _, a := range attrs {
+		if a.name == "xmlns" {
+			space, hasNS = a.value, true
+		}
+		*size += len(a.name) + len(a.value) + 4
+	}
+	if depth == 1 && !hasNS || space == nsClient || space == "" {
+		return "", "", 0, false
+	}
+	if *size += len(name) + len(space) + 2; *size > maxStanzaBytes {
+		return "", "", 0, false
+	}
+	w.WriteByte('<')
+	w.WriteString(name)
+	if space != parent {
+		w.WriteString(` xmlns="`)
+		escapeAttr(w, space)
+		w.WriteByte('"')
+	}
+	for _, a := range attrs {
+		if a.name == "xmlns" {
+			continue
+		}
+		w.WriteByte(' ')
+		w.WriteString(a.name)
+		w.WriteString(`="`)
+		escapeAttr(w, a.value)
+		w.WriteByte('"')
+	}
+	w.WriteByte('>')
+	for !closed {
+		start := j
+		for !p.end(j) && b[j] != '<' {
+			if c := b[j]; c < 0x20 && c != '\t' && c != '\n' || c > 0x7e || c == '&' || c == '>' {
+				return "", "", 0, false
+			}
+			j++
+		}
+		if p.short {
+			return "", "", 0, false
+		}
+		if j > start {
+			if *size += j - start; *size > maxStanzaBytes {
+				return "", "", 0, false
+			}
+			escapeText(w, b[start:j])
+		}
+		if p.end(j + 1) {
+			return "", "", 0, false
+		}
+		if b[j+1] == '/' {
+			if j = p.endTag(j, name); j < 0 {
+				return "", "", 0, false
+			}
+			break
+		}
+		if _, _, j, ok = p.element(w, j, space, depth+1, size); !ok {
+			return "", "", 0, false
+		}
+	}
+	w.WriteString("</")
+	w.WriteString(name)
+	w.WriteByte('>')
+	return name, space, j, true
+}
+
 type fastAttr struct{ name, value string }
 
-// attrs reads the attributes after an element name up to '>' or '/>' (closed).
-func (p *fastParser) attrs(i int) (attrs []fastAttr, next int, closed, ok bool) {
+// attrs reads the attributes after an element name up to '>' or '/>' (closed). Names are
+// unprefixed, except xml:lang where lang is true.
+func (p *fastParser) attrs(i int, lang bool) (attrs []fastAttr, next int, closed, ok bool) {
 	b := p.b
 	for {
 		j := skipXMLSpace(b, i)
@@ -195,6 +244,13 @@ func (p *fastParser) attrs(i int) (attrs []fastAttr, next int, closed, ok bool) 
 			return nil, 0, false, false
 		}
 		name, k, ok := scanXMLName(b, j)
+		if lang && ok && name == "xml" && !p.end(k) && b[k] == ':' {
+			var local string
+			if local, k, ok = scanXMLName(b, k+1); local != "lang" {
+				ok = false
+			}
+			name = "xml:lang"
+		}
 		if p.end(k+1) || !ok || b[k] != '=' || b[k+1] != '\'' && b[k+1] != '"' {
 			return nil, 0, false, false
 		}
@@ -248,6 +304,14 @@ func (r *reader) fastStanza() (*inStanza, bool) {
 		return nil, false
 	}
 	n := cr.br.Buffered()
+	if n == 0 {
+		// Between stanzas the buffer is usually empty: wait for the next bytes here, as the
+		// decoder would, rather than hand every stanza that arrives later to the decoder.
+		if _, err := cr.br.Peek(1); err != nil {
+			return nil, false
+		}
+		n = cr.br.Buffered()
+	}
 	if n < 4 {
 		return nil, false
 	}

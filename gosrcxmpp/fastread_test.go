@@ -46,6 +46,19 @@ func fastSeeds() []string {
 		"<iq id='x'><q xmlns='u'>a</r></iq>",
 		"<presence/>",
 		"<iq id='x' id='y'/>",
+		// Nested elements (index 13 on): a Jingle action with contents, a disco#info result.
+		"<iq type='set' id='n' from='a@b/c' to='d@e/f'><jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='s1' initiator='a@b/c'><content creator='initiator' name='xs'><description xmlns='urn:xmpp:jingle:apps:xmlstream:0'/><transport xmlns='urn:xmpp:jingle:transports:ibb:1' block-size='4096' sid='t'/><security xmlns='urn:xmpp:jingle:security:xtls:0'><fingerprint algo='sha-256'>0a1b</fingerprint><method name='x509'/><method name='srp'/></security></content></jingle></iq>",
+		"<iq type='result' id='d'><query xmlns='http://jabber.org/protocol/disco#info'>\n <identity category='client' type='console' name='x'/>\n <feature var='urn:xmpp:jingle:1'/>\n</query></iq>",
+		"<iq type='result' id='d'><query xmlns='u'><a><b xmlns='v'><c/></b><d xmlns='u'>t</d></a></query></iq>",
+		"<iq id='x'><q xmlns='u'><r xmlns=''/></q></iq>",
+		"<iq id='x'><q xmlns='u'><r xmlns='jabber:client'/></q></iq>",
+		"<iq id='x'><q xmlns='u'><r a:b='1'/></q></iq>",
+		"<iq id='x'><q xmlns='u'><r>&lt;</r></q></iq>",
+		"<iq id='x'><q xmlns='u'><r></q></r></iq>",
+		"<iq id='x' xml:lang='en' xml:lang='de'/>",
+		"<iq id='x' xml:space='preserve'/>",
+		"<iq id='x'><q xmlns='u' xml:lang='en'/></iq>",
+		"<iq id='x' xml:langx='en'/>",
 	}
 }
 
@@ -75,7 +88,7 @@ func FuzzFastStanza(f *testing.F) {
 
 // TestFastStanzaSeeds: the plain shapes take the fast path; the others do not.
 func TestFastStanzaSeeds(t *testing.T) {
-	wantFast := map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true}
+	wantFast := map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 7: true, 13: true, 14: true, 15: true}
 	for i, s := range fastSeeds() {
 		_, _, ok, _ := parseFastStanza([]byte(s))
 		if ok != wantFast[i] {
@@ -93,7 +106,7 @@ func TestReaderFastPathMixed(t *testing.T) {
 	var want []string
 	for i := range 300 {
 		var s string
-		switch i % 5 {
+		switch i % 6 {
 		case 0, 1:
 			s = "<iq type='set' id='i" + strings.Repeat("7", i%13) + "'><data xmlns='http://jabber.org/protocol/ibb' seq='" + strings.Repeat("1", i%4+1) + "' sid='x'>" + strings.Repeat("QUJD", i*7%900) + "</data></iq>"
 		case 2:
@@ -102,6 +115,8 @@ func TestReaderFastPathMixed(t *testing.T) {
 			s = " \n<iq type='result' id='r'/>"
 		case 4:
 			s = "<iq type='get' id='g' xml:lang='en'><q xmlns='urn:x'>t</q></iq>\t"
+		case 5:
+			s = fastSeeds()[13+i%3]
 		}
 		in.WriteString(s)
 		want = append(want, strings.TrimSpace(s))
