@@ -278,9 +278,22 @@ func (c *Conn) Write(b []byte) (int, error) {
 			}
 		}
 		payload := AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
+		if c.stanza == StanzaIQ {
+			// Close may have begun since writeState: it marks the conn closed under c.mu and
+			// then waits for inflight, so the block is counted under c.mu too, or not sent
+			// (an Add racing that Wait is a WaitGroup misuse the race detector reports).
+			c.mu.Lock()
+			closed := c.localClosed
+			if !closed {
+				c.inflight.Add(1)
+			}
+			c.mu.Unlock()
+			if closed {
+				return n, c.opError("write", net.ErrClosed)
+			}
+		}
 		c.sendSeq++
 		if c.stanza == StanzaIQ {
-			c.inflight.Add(1)
 			prev, started := c.lastSent, make(chan struct{})
 			c.lastSent = started
 			go c.sendData(c.sendSeq-1, payload, prev, started)

@@ -1,7 +1,10 @@
 package ibb_test
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -58,5 +61,26 @@ func TestIBB14_ReorderedBothWays(t *testing.T) {
 	exchange(t, a, b, randomBytes(1, 1<<20), randomBytes(2, 1<<20))
 	if _, _, delayed := w.net.Stats(); delayed == 0 {
 		t.Fatal("no stanza was delayed: the test did not reorder")
+	}
+}
+
+// Close while a Write is sending blocks: the writer gets net.ErrClosed or finishes, Close
+// returns, and no block is counted after Close began waiting for the acknowledgements (IBB-15;
+// under -race an Add racing Close's Wait was reported as a WaitGroup misuse).
+func TestIBB15_CloseDuringWrite(t *testing.T) {
+	w := newWorld(t, 1, nil, nil)
+	for i := range 30 {
+		a, b := w.pair(t, fmt.Sprintf("cw%d", i), 512)
+		go io.Copy(io.Discard, b)
+		werr := make(chan error, 1)
+		go func() {
+			_, err := a.Write(randomBytes(int64(i), 64<<10))
+			werr <- err
+		}()
+		time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
+		a.Close()
+		if err := <-werr; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("round %d: Write during Close: %v, want nil or net.ErrClosed", i, err)
+		}
 	}
 }
