@@ -51,9 +51,9 @@ func echoServer(s *xtls.Session) {
 func TestXTLSProsodyProxyEcho1000(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
-		srv := prosodytest.Shared(t)
-		probe := dialAccount(t, srv, "probe", nil)
-		proxy := discoverProxy(t, srv, probe)
+		srv := prosodyServer(prosodytest.Shared(t))
+		probe := dialOn(t, srv, "probe", nil)
+		proxy := discoverProxyOn(t, srv, probe)
 		a := newXTLSParty(t, srv, "orchard", xtlsOpts{proxies: []socks5.Streamhost{proxy}})
 		b := newXTLSParty(t, srv, "balcony", xtlsOpts{})
 		b.mu.Lock()
@@ -158,7 +158,7 @@ func (l *dataCountingLink) snapshot() (blocks, wire int) {
 func TestXTLSProsodyIBBRateLimit(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
-		srv := prosodytest.Start(t, prosodytest.WithLimits(""))
+		srv := prosodyServer(prosodytest.Start(t, prosodytest.WithLimits("")))
 		var counter *dataCountingLink
 		a := newXTLSParty(t, srv, "orchard", xtlsOpts{transports: xtls.TransportIBB, wrap: func(l xtls.Link) xtls.Link {
 			counter = &dataCountingLink{Link: l}
