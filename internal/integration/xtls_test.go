@@ -39,11 +39,20 @@ type xtlsOpts struct {
 	wrap func(xtls.Link) xtls.Link
 	// netListener, if set, serves the direct SOCKS5 candidates instead of a fresh listener.
 	netListener net.Listener
+	// onEvent, if set, also sees the adapter's connection events (e.g. to count disconnects).
+	onEvent func(gosrcxmpp.Event)
 }
 
 func newXTLSParty(t *testing.T, srv *server, resource string, o xtlsOpts) *xtlsParty {
 	t.Helper()
-	link := dialOn(t, srv, resource, nil)
+	var mod func(*gosrcxmpp.Config)
+	if o.onEvent != nil {
+		mod = func(c *gosrcxmpp.Config) {
+			prev := c.OnEvent
+			c.OnEvent = func(e gosrcxmpp.Event) { prev(e); o.onEvent(e) }
+		}
+	}
+	link := dialOn(t, srv, resource, mod)
 	id, err := xtls.NewIdentity(link.LocalJID(), xtls.KeyEd25519)
 	if err != nil {
 		t.Fatal(err)
