@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,12 +16,19 @@ import (
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/gosrcxmpp"
+	"github.com/xtlsjingle/xtlsjingle/internal/ejabberdtest"
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
 )
 
-// dialAccount registers a fresh account on srv and connects it through the adapter with the
-// server certificate pinned. The client is closed at cleanup. resource may be "".
+// dialAccount registers a fresh account on the Prosody srv and connects it (dialOn).
 func dialAccount(t testing.TB, srv *prosodytest.Server, resource string, mod func(*gosrcxmpp.Config)) *gosrcxmpp.Client {
+	t.Helper()
+	return dialOn(t, prosodyServer(srv), resource, mod)
+}
+
+// dialOn registers a fresh account on srv and connects it through the adapter with the
+// server certificate pinned. The client is closed at cleanup. resource may be "".
+func dialOn(t testing.TB, srv *server, resource string, mod func(*gosrcxmpp.Config)) *gosrcxmpp.Client {
 	t.Helper()
 	jid, password := srv.Account(t)
 	if resource != "" {
@@ -44,7 +52,7 @@ func dialAccount(t testing.TB, srv *prosodytest.Server, resource string, mod fun
 	defer cancel()
 	c, err := gosrcxmpp.Dial(ctx, cfg)
 	if err != nil {
-		t.Fatalf("dial %s: %v\nprosody log:\n%s", jid, err, srv.LogTail())
+		t.Fatalf("dial %s: %v\n%s log:\n%s", jid, err, srv.Name, srv.LogTail())
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -79,9 +87,15 @@ func onlyAdapterStacks(all string) string {
 	return strings.Join(out, "\n\n")
 }
 
-// TestMain stops the shared Prosody (prosodytest.Shared) after all tests of the package.
-// It is the package's only TestMain: other files must not declare one.
-func TestMain(m *testing.M) { prosodytest.Main(m) }
+// TestMain stops the shared Prosody and ejabberd (prosodytest.Shared, ejabberdtest.Shared)
+// after all tests of the package. It is the package's only TestMain: other files must not
+// declare one.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	prosodytest.StopShared()
+	ejabberdtest.StopShared()
+	os.Exit(code)
+}
 
 // rawClient is a minimal hand-written XMPP client (STARTTLS, SASL PLAIN, bind) that can send
 // arbitrary bytes, for tests that need stanzas no well-behaved library would produce.

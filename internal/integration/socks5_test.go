@@ -96,14 +96,21 @@ func (p *s5bPair) establish(t testing.TB) (ini, res net.Conn) {
 	return ini, res
 }
 
-// discoverProxy finds Prosody's mod_proxy65 through the adapter (S5B-2).
+// discoverProxy finds the Prosody's mod_proxy65 through the adapter (S5B-2).
 func discoverProxy(t testing.TB, srv *prosodytest.Server, c *gosrcxmpp.Client) socks5.Streamhost {
+	t.Helper()
+	return discoverProxyOn(t, prosodyServer(srv), c)
+}
+
+// discoverProxyOn finds srv's XEP-0065 proxy through the adapter (S5B-2): disco#items of the
+// domain, disco#info of each item, the proxy's streamhost query.
+func discoverProxyOn(t testing.TB, srv *server, c *gosrcxmpp.Client) socks5.Streamhost {
 	t.Helper()
 	hosts, err := socks5.DiscoverProxies(t.Context(), c, srv.Domain, nil)
 	if err != nil {
 		t.Fatalf("discover proxies: %v", err)
 	}
-	if len(hosts) != 1 || hosts[0].JID != srv.ProxyJID || net.JoinHostPort(hosts[0].Host, fmt.Sprint(hosts[0].Port)) != srv.ProxyAddr {
+	if len(hosts) != 1 || !sameBare(hosts[0].JID, srv.ProxyJID) || net.JoinHostPort(hosts[0].Host, fmt.Sprint(hosts[0].Port)) != srv.ProxyAddr {
 		t.Fatalf("proxies = %+v, want %s at %s", hosts, srv.ProxyJID, srv.ProxyAddr)
 	}
 	return hosts[0]

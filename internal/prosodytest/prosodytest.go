@@ -22,28 +22,23 @@ package prosodytest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xtlsjingle/xtlsjingle/internal/servertest"
 )
 
 // Domain is the XMPP domain every server serves.
@@ -75,9 +70,7 @@ type Server struct {
 
 	cfgPath string
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the process has exited
-	exitErr error         // valid after exited is closed
+	proc    *servertest.Process
 	stopped atomic.Bool
 	nextAcc atomic.Uint64
 	stopMu  sync.Mutex
@@ -216,7 +209,7 @@ func Shared(t testing.TB) *Server {
 		t.Fatalf("prosodytest: shared server: %v", shared.err)
 	}
 	if !shared.srv.Running() {
-		t.Fatalf("prosodytest: shared server has exited: %v\n%s", shared.srv.exitErr, shared.srv.LogTail())
+		t.Fatalf("prosodytest: shared server has exited: %v\n%s", shared.srv.proc.Err, shared.srv.LogTail())
 	}
 	return shared.srv
 }
@@ -226,23 +219,21 @@ func Shared(t testing.TB) *Server {
 //	func TestMain(m *testing.M) { prosodytest.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
-	shared.mu.Lock()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-	shared.mu.Unlock()
+	StopShared()
 	os.Exit(code)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// StopShared stops the shared server, if one was started: for a TestMain that also stops
+// other helpers' servers after m.Run.
+func StopShared() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.srv != nil {
+		shared.srv.Stop()
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+func freePort() (int, error) { return servertest.FreePort() }
 
 func start(bin string, c config) (*Server, error) {
 	var lastErr error
@@ -267,7 +258,7 @@ func startOnce(bin string, c config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Domain: Domain, ProxyJID: ProxyDomain, exited: make(chan struct{})}
+	s := &Server{Dir: dir, Domain: Domain, ProxyJID: ProxyDomain}
 	fail := func(err error) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
@@ -306,66 +297,27 @@ func startOnce(bin string, c config) (*Server, error) {
 		return fail(err)
 	}
 
-	// Pdeathsig is delivered when the OS thread that forked the child exits, so the child is
-	// started from a goroutine locked to its thread for the child's whole life.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine, after the child
-		cmd := exec.Command(bin, "--config", s.cfgPath)
-		cmd.Dir = dir
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		cmd.Stderr = &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(s.exited)
-			return
-		}
-		s.cmd = cmd
-		started <- nil
-		err := cmd.Wait()
-		if out.Len() > 0 {
-			err = fmt.Errorf("%v; output: %s", err, bytes.TrimSpace(out.Bytes()))
-		}
-		s.exitErr = err
-		close(s.exited)
-	}()
-	if err := <-started; err != nil {
+	cmd := exec.Command(bin, "--config", s.cfgPath)
+	cmd.Dir = dir
+	s.proc, err = servertest.StartProcess(cmd)
+	if err != nil {
 		return fail(fmt.Errorf("starting %s: %w", bin, err))
 	}
-
-	deadline := time.Now().Add(StartTimeout)
 	// c2s comes up before the proxy65 component: wait for both.
-	pending := []string{s.Addr, s.ProxyAddr}
-	for {
-		for len(pending) > 0 {
-			conn, err := net.DialTimeout("tcp", pending[0], 500*time.Millisecond)
-			if err != nil {
-				break
-			}
-			conn.Close()
-			pending = pending[1:]
+	pending, err := servertest.WaitListening(s.proc, []string{s.Addr, s.ProxyAddr}, StartTimeout)
+	switch {
+	case errors.Is(err, servertest.ErrExited):
+		tail := s.LogTail()
+		os.RemoveAll(dir)
+		err := fmt.Errorf("prosody exited during start-up: %v\nlog tail:\n%s", s.proc.Err, tail)
+		if strings.Contains(tail, "Failed to open server port") || strings.Contains(tail, "address already in use") {
+			err = fmt.Errorf("%w: %v", errBind, err)
 		}
-		if len(pending) == 0 {
-			break
-		}
-		select {
-		case <-s.exited:
-			tail := s.LogTail()
-			os.RemoveAll(dir)
-			err := fmt.Errorf("prosody exited during start-up: %v\nlog tail:\n%s", s.exitErr, tail)
-			if strings.Contains(tail, "Failed to open server port") || strings.Contains(tail, "address already in use") {
-				err = fmt.Errorf("%w: %v", errBind, err)
-			}
-			return nil, err
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tail := s.LogTail()
-			s.Stop()
-			return nil, fmt.Errorf("prosody did not accept connections on %s within %v\nlog tail:\n%s", pending[0], StartTimeout, tail)
-		}
+		return nil, err
+	case err != nil:
+		tail := s.LogTail()
+		s.Stop()
+		return nil, fmt.Errorf("prosody did not accept connections on %s within %v\nlog tail:\n%s", pending, StartTimeout, tail)
 	}
 	return s, nil
 }
@@ -414,43 +366,9 @@ func configText(dir, certPath, keyPath, logPath string, c2sPort, proxyPort int, 
 	return b.String()
 }
 
-// selfSigned generates an ECDSA P-256 certificate for Domain and *.Domain, valid for a day.
+// selfSigned generates the certificate for Domain (servertest.SelfSigned).
 func selfSigned() (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: Domain},
-		DNSNames:              []string{Domain, "*." + Domain},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cert, err = x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return certPEM, keyPEM, cert, nil
+	return servertest.SelfSigned(Domain)
 }
 
 // Account registers a fresh account with a random password and returns its bare JID and
@@ -487,35 +405,13 @@ func (s *Server) register() (jid, password string, err error) {
 }
 
 // Running reports whether the Prosody process is still running.
-func (s *Server) Running() bool {
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return !s.stopped.Load()
-	}
-}
+func (s *Server) Running() bool { return s.proc.Running() && !s.stopped.Load() }
 
 // LogTail returns the last 8 KiB of the server's log (and its console output if it exited).
 func (s *Server) LogTail() string {
-	const max = 8 << 10
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		b = []byte("(no log: " + err.Error() + ")")
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	out := string(b)
-	select {
-	case <-s.exited:
-		if s.exitErr != nil {
-			out += "\n(process exit: " + s.exitErr.Error() + ")"
-		}
-	default:
+	out := servertest.Tail(s.logPath, 8<<10)
+	if !s.proc.Running() && s.proc.Err != nil {
+		out += "\n(process exit: " + s.proc.Err.Error() + ")"
 	}
 	return out
 }
@@ -528,14 +424,6 @@ func (s *Server) Stop() {
 	if s.stopped.Swap(true) {
 		return
 	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(5 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-	}
+	s.proc.Stop(5 * time.Second)
 	os.RemoveAll(s.Dir)
 }

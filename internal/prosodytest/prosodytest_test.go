@@ -33,7 +33,7 @@ func childMain() {
 		fmt.Println("ERR", err)
 		os.Exit(1)
 	}
-	fmt.Println("PID", s.cmd.Process.Pid, s.Dir)
+	fmt.Println("PID", s.proc.Cmd.Process.Pid, s.Dir)
 	os.Exit(0)
 }
 
