@@ -30,3 +30,37 @@ func SendTo(ctx context.Context, dial Dialer, peer string, src io.Reader, f *Fil
 	}
 	return Send(ctx, s, content, conn, src, f, opts)
 }
+
+// Answer decides on an offered <description/> for the receiver with CheckOffer and returns
+// the offer and the <description/> to put in session-accept: the offered one, or with
+// <range offset/> when a partial earlier download of the same name resumes (XEP-0234 §5).
+// An error (ErrBadName, ErrTooLarge, ErrExists, a malformed offer) means refuse the session
+// with ReasonFor(err).
+func Answer(desc []byte, opts ReceiveOptions) (offer *File, accept []byte, err error) {
+	offer, err = ParseDescription(desc)
+	if err != nil {
+		return nil, nil, err
+	}
+	resume, err := CheckOffer(offer, opts)
+	if err != nil {
+		return offer, nil, err
+	}
+	if resume == 0 {
+		return offer, desc, nil
+	}
+	a := *offer
+	a.Range = &Range{Offset: resume}
+	accept, err = a.Description()
+	return offer, accept, err
+}
+
+// Offered returns the file of the content named content of s (for Receive once the
+// session is active).
+func Offered(s *jingle.Session, content string) (*File, error) {
+	for _, c := range s.Contents() {
+		if c.Name == content {
+			return ParseDescription(c.Description)
+		}
+	}
+	return nil, &Error{Condition: "bad-request", Text: "no content " + content}
+}

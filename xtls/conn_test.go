@@ -55,11 +55,8 @@ func (r *ftReceiver) app() xtls.Application {
 		Decide: func(ctx context.Context, in *xtls.IncomingConn) xtls.ConnDecision {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			offer, err := filetransfer.ParseDescription(in.Content.Description)
-			if err == nil {
-				_, err = filetransfer.CheckOffer(offer, filetransfer.ReceiveOptions{Dir: r.dir})
-			}
-			return xtls.ConnDecision{Decision: xtls.Decision{Decline: r.decline || err != nil, Password: r.password}}
+			_, accept, err := filetransfer.Answer(in.Content.Description, filetransfer.ReceiveOptions{Dir: r.dir})
+			return xtls.ConnDecision{Decision: xtls.Decision{Decline: r.decline || err != nil, Password: r.password}, Description: accept}
 		},
 		Secured: func(c *xtls.Conn) {
 			r.secured <- c
@@ -67,11 +64,10 @@ func (r *ftReceiver) app() xtls.Application {
 				r.onConn(c)
 				return
 			}
-			var offer *filetransfer.File
-			for _, ct := range c.Jingle.Contents() {
-				if ct.Name == c.Content {
-					offer, _ = filetransfer.ParseDescription(ct.Description)
-				}
+			offer, err := filetransfer.Offered(c.Jingle, c.Content)
+			if err != nil {
+				r.results <- ftResult{nil, err}
+				return
 			}
 			res, err := filetransfer.Receive(r.ctx, c.Jingle, c.Content, c, offer, filetransfer.ReceiveOptions{Dir: r.dir, Progress: r.progress})
 			r.results <- ftResult{res, err}
@@ -286,7 +282,7 @@ func TestConnNotSupported(t *testing.T) {
 }
 
 // TestConnCancel (issue 8): cancelling a transfer on either side ends it with <cancel/> on
-// both; the receiver keeps only the partial file for a later resume.
+// both; the receiver keeps only the partial file, and the next offer of it resumes there.
 func TestConnCancel(t *testing.T) {
 	for _, side := range []string{"sender", "receiver"} {
 		t.Run(side, func(t *testing.T) {
@@ -334,6 +330,28 @@ func TestConnCancel(t *testing.T) {
 			if names := dirEntries(t, jr.dir); len(names) != 1 || names[0] != ".long.bin.part" {
 				t.Fatalf("directory after cancel: %v", names)
 			}
+			// The same offer again resumes from the partial file (<range offset/>) and is
+			// verified over the whole file.
+			jr.progress, jr.ctx = nil, ctxT(t)
+			var first int64 = -1
+			resumed := filetransfer.SendOptions{Progress: func(p filetransfer.Progress) {
+				if first < 0 {
+					first = p.Done
+				}
+			}}
+			if err := filetransfer.SendTo(ctxT(t), xtlsDialer(romeo.client, nil, nil), julietJID, bytes.NewReader(data), f, resumed); err != nil {
+				t.Fatalf("resumed transfer: %v", err)
+			}
+			if res := <-jr.results; res.err != nil || res.r.Verified != "sha-256" {
+				t.Fatalf("resumed receive: %+v", res)
+			}
+			if b, err := os.ReadFile(filepath.Join(jr.dir, "long.bin")); err != nil || !bytes.Equal(b, data) {
+				t.Fatalf("resumed file differs: %v", err)
+			}
+			if first <= 32<<10 { // one chunk: the transfer started at 0
+				t.Fatalf("the second transfer did not resume (first progress at %d)", first)
+			}
+			t.Logf("resumed after %d bytes", first)
 		})
 	}
 }
