@@ -39,6 +39,8 @@ type xtlsOpts struct {
 	wrap func(xtls.Link) xtls.Link
 	// netListener, if set, serves the direct SOCKS5 candidates instead of a fresh listener.
 	netListener net.Listener
+	// apps are the Jingle applications besides xmlstream (ftxtls_test.go).
+	apps []xtls.Application
 }
 
 func newXTLSParty(t *testing.T, srv *prosodytest.Server, resource string, o xtlsOpts) *xtlsParty {
@@ -67,6 +69,7 @@ func newXTLSParty(t *testing.T, srv *prosodytest.Server, resource string, o xtls
 		SetupTimeout: 30 * time.Second,
 	}
 	cfg.S5B.Proxies = o.proxies
+	cfg.Applications = o.apps
 	cfg.S5B.ConnectTimeout = 3 * time.Second
 	if o.listener {
 		l, err := socks5.Listen("127.0.0.1:0")
