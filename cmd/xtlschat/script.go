@@ -188,8 +188,12 @@ func runListen(ctx context.Context, o *options, st *store, password string, stdo
 		default: // the main loop counts at most what it asked for; never block a session
 		}
 	}
+	fctx, fcancel := context.WithCancel(ctx)
+	defer fcancel()
+	files := listenFiles(fctx, o, st, ew, shared, endSession)
 	c, err := connect(ctx, connectOptions{
 		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		files:       files,
 		onConnEvent: verboseEvents(o, stderr),
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
 			if !matchPeer(o.from, in.Peer) {
@@ -208,6 +212,7 @@ func runListen(ctx context.Context, o *options, st *store, password string, stdo
 		return failEvent(ew, "", err)
 	}
 	defer c.close()
+	defer func() { fcancel(); files.close() }() // transfers end before the connection
 	ew.emit(readyEvent(c, st))
 
 	lctx, cancel := context.WithCancel(ctx)
