@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,15 +25,7 @@ func TestE2E_FileTransferProsody(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
 	bob, bobPW := srv.Account(t)
-	dir := t.TempDir()
-	certFile := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	shared := filepath.Join(dir, "shared")
-	if err := os.WriteFile(shared, []byte("correct horse battery staple\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, certFile, shared := e2eFiles(t, srv, "correct horse battery staple")
 	downloads := filepath.Join(dir, "downloads")
 	if err := os.Mkdir(downloads, 0o700); err != nil {
 		t.Fatal(err)

@@ -51,14 +51,7 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 	if err != nil {
 		return err
 	}
-	c, err := connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
-		onConnEvent: verboseEvents(o, stderr),
-		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
-			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat open does not accept sessions"})
-			return xtls.Decision{Decline: true}
-		},
-	})
+	c, err := connectInitiator(ctx, o, st, password, stderr, ew, "open")
 	if err != nil {
 		return failEvent(ew, "", err)
 	}
@@ -157,6 +150,19 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 	}
 	ew.emit(event{Event: evClosed, Peer: s.Peer, Reason: "success"})
 	return nil
+}
+
+// connectInitiator logs in for a command that only initiates (open, send): incoming
+// sessions are declined with a declined event.
+func connectInitiator(ctx context.Context, o *options, st *store, password string, stderr io.Writer, ew *eventWriter, cmd string) (*conn, error) {
+	return connect(ctx, connectOptions{
+		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		onConnEvent: verboseEvents(o, stderr),
+		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
+			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat " + cmd + " does not accept sessions"})
+			return xtls.Decision{Decline: true}
+		},
+	})
 }
 
 // matchPeer reports whether peer (a full JID) is what --from asked for: a bare --from matches

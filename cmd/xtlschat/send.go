@@ -43,14 +43,7 @@ func runSend(ctx context.Context, o *options, st *store, password string, stdout
 	if err != nil {
 		return failEvent(ew, o.to, err)
 	}
-	c, err := connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
-		onConnEvent: verboseEvents(o, stderr),
-		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
-			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat send does not accept sessions"})
-			return xtls.Decision{Decline: true}
-		},
-	})
+	c, err := connectInitiator(ctx, o, st, password, stderr, ew, "send")
 	if err != nil {
 		g.f.Close()
 		return failEvent(ew, "", err)

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -64,16 +62,8 @@ func TestInteractivePipe(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
 	bob, bobPW := srv.Account(t)
-	dir := t.TempDir()
-	certFile := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const sharedPW = "seven blue ravens"
-	shared := filepath.Join(dir, "shared")
-	if err := os.WriteFile(shared, []byte(sharedPW+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, certFile, shared := e2eFiles(t, srv, sharedPW)
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--timeout", "60s"}
 
 	in, inW := io.Pipe()
