@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,19 +51,9 @@ func TestE2E_FileTransferProsody(t *testing.T) {
 		err := run(context.Background(), args, strings.NewReader(""), out, os.Stderr, envOf(map[string]string{envPassword: alicePW}))
 		return out.events(t), err
 	}
-	newFile := func(name string, size int) (string, []byte, string) {
-		data := make([]byte, size)
-		_, _ = rand.Read(data)
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		return p, data, hex.EncodeToString(sum[:])
-	}
 
 	// 1. First contact: srp over SOCKS5, 8 MiB.
-	path, data, sum := newFile("rose.bin", 8<<20)
+	path, data, sum := randomFile(t, dir, "rose.bin", 8<<20)
 	evs, err := send(path, "--method", "srp", "--transport", "s5b", "--shared-password-file", shared)
 	if err != nil {
 		t.Fatalf("send: %v; events %+v", err, evs)
@@ -85,7 +76,7 @@ func TestE2E_FileTransferProsody(t *testing.T) {
 	}
 
 	// 2. The same name again: declined, the received file stays as it is.
-	other, _, _ := newFile("other.bin", 1000)
+	other, _, _ := randomFile(t, dir, "other.bin", 1000)
 	if err := os.Rename(other, path); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +93,7 @@ func TestE2E_FileTransferProsody(t *testing.T) {
 	}
 
 	// 3. Pinned now: x509 over IBB.
-	path, data, sum = newFile("letter.txt", 300<<10)
+	path, data, sum = randomFile(t, dir, "letter.txt", 300<<10)
 	evs, err = send(path, "--method", "x509", "--transport", "ibb")
 	if err != nil {
 		t.Fatalf("x509 send: %v; events %+v", err, evs)
@@ -125,4 +116,41 @@ func TestE2E_FileTransferProsody(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("listen did not exit after --sessions 2")
 	}
+}
+
+// randomFile writes size random bytes to dir/name and returns the path, the bytes and their
+// SHA-256 in hex.
+func randomFile(t *testing.T, dir, name string, size int) (string, []byte, string) {
+	t.Helper()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	return p, data, hex.EncodeToString(sum[:])
+}
+
+// interactiveRun is the interactive mode running with a pipe as standard input.
+type interactiveRun struct {
+	out      *textBuf
+	inW      *io.PipeWriter
+	done     chan error
+	typeLine func(string)
+}
+
+// startInteractive runs the interactive mode with args and the account password pw.
+func startInteractive(t *testing.T, args []string, pw string) *interactiveRun {
+	in, inW := io.Pipe()
+	r := &interactiveRun{out: &textBuf{notify: make(chan struct{}, 1)}, inW: inW, done: make(chan error, 1)}
+	go func() {
+		r.done <- run(context.Background(), args, in, r.out, r.out, envOf(map[string]string{envPassword: pw}))
+	}()
+	r.typeLine = func(s string) {
+		if _, err := io.WriteString(inW, s+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
 }

@@ -66,18 +66,8 @@ func TestInteractivePipe(t *testing.T) {
 	dir, certFile, shared := e2eFiles(t, srv, sharedPW)
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--timeout", "60s"}
 
-	in, inW := io.Pipe()
-	out := &textBuf{notify: make(chan struct{}, 1)}
-	aliceDone := make(chan error, 1)
-	go func() {
-		args := append([]string{"--jid", alice + "/pipe", "--config-dir", filepath.Join(dir, "alice")}, common...)
-		aliceDone <- run(context.Background(), args, in, out, out, envOf(map[string]string{envPassword: alicePW}))
-	}()
-	typeLine := func(s string) {
-		if _, err := io.WriteString(inW, s+"\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ir := startInteractive(t, append([]string{"--jid", alice + "/pipe", "--config-dir", filepath.Join(dir, "alice")}, common...), alicePW)
+	out, inW, aliceDone, typeLine := ir.out, ir.inW, ir.done, ir.typeLine
 	pos := out.waitFor(t, 0, "logged in as ")
 	aliceJID := regexp.MustCompile(`^[^ .]+@[^ ]+/pipe`).FindString(out.String()[pos:])
 
