@@ -12,17 +12,13 @@ import (
 
 // HandleJingle takes a session a peer initiated (the jingle.Config.Incoming callback of the
 // manager the client created, or of the application's manager when Config.Jingle is set). It
-// returns false without touching the session when it is not an XTLS xmlstream session, so that
-// the application can route it elsewhere; otherwise it runs the responder side until the stream
-// is open (delivered through Accept) or the session failed (Config.OnError), and returns true.
+// returns false without touching the session when it is neither an XTLS xmlstream session nor
+// an XTLS session of one of Config.Applications, so that the application can route it
+// elsewhere; otherwise it runs the responder side until the stream is open (delivered through
+// Accept; for an Application the secured Conn goes to Application.Secured) or the session
+// failed (Config.OnError or Application.Failed), and returns true.
 func (c *Client) HandleJingle(js *jingle.Session) bool {
-	var offered jingle.Content
-	found := false
-	for _, ct := range js.Contents() {
-		if jingle.Namespace(ct.Description) == NSXMLStream {
-			offered, found = ct, true
-		}
-	}
+	offered, app, found := c.match(js)
 	if !found {
 		if c.ownJ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -45,14 +41,16 @@ func (c *Client) HandleJingle(js *jingle.Session) bool {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SetupTimeout)
 	defer cancel()
-	s := &Session{c: c, js: js, Peer: js.Peer(), SID: js.SID(), done: make(chan struct{})}
+	s := &Session{c: c, js: js, Peer: js.Peer(), SID: js.SID(), app: app, done: make(chan struct{})}
 	if err := c.acceptSession(ctx, s, offered); err != nil {
-		if c.cfg.OnError != nil {
-			c.cfg.OnError(s.Peer, err)
-		}
+		c.failed(s, err)
 		return true
 	}
 	s.SetupTime = time.Since(start)
+	if app.conn {
+		c.deliver(s) // conn.go
+		return true
+	}
 	s.wg.Add(1)
 	go s.watch()
 	if !c.track(s) {
@@ -93,10 +91,7 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 		return terminate(js, &Error{Peer: s.Peer, Condition: jingle.GeneralError, Text: "trust store failure", Err: err})
 	}
 	in := &Incoming{Peer: s.Peer, SID: s.SID, Fingerprint: offer.Fingerprint, Trusted: trusted, Changed: others && !trusted && !offer.Fingerprint.IsZero(), Methods: append([]string(nil), offer.Methods...)}
-	var d Decision
-	if c.cfg.OnIncoming != nil {
-		d = c.cfg.OnIncoming(ctx, in)
-	}
+	d, answerDesc := c.decide(ctx, s, in, offered)
 	if d.Decline {
 		return terminate(js, &Error{Peer: s.Peer, Condition: jingle.Decline, Text: "declined"})
 	}
@@ -148,7 +143,8 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 	if err := js.Accept(ctx, []jingle.Content{{
 		Creator:     jingle.CreatorInitiator,
 		Name:        offered.Name,
-		Description: description,
+		Senders:     offered.Senders,
+		Description: answerDesc,
 		Transport:   answer,
 		Security:    ours.Element(),
 	}}, map[string]jingle.Transport{offered.Name: t}); err != nil {

@@ -40,6 +40,9 @@
 //     verified (XTLS-D2).
 //   - ClientConfig, ServerConfig, PeerFingerprint: the TLS profile (GO-6).
 //   - ClientXSRP, ServerXSRP: the password step.
+//   - Client.Open/Accept: sessions of the xmlstream application. Client.OpenConn and
+//     Config.Applications: the same negotiation for another Jingle application (XEP-0234 file
+//     transfer in xtlschat), which gets the secured *tls.Conn and the Jingle session (Conn).
 //
 // # Deviation from RFC 5054 (SPEC §18.3)
 //

@@ -135,6 +135,9 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		_ = c.cfg.Trust.Seen(bare, fp, time.Now())
 	}
 	s.PeerFingerprint = fp
+	if s.app != nil && s.app.conn {
+		return s.connSecured() // conn.go: no xmlstream, the application's bytes follow
+	}
 	var st *xmlstream.Stream
 	var sc net.Conn = tc
 	var nc *nudgeConn
@@ -312,7 +315,7 @@ func terminate(js *jingle.Session, fail *Error) error {
 // establish opens the bytestream of content on js; with fallback the initiator replaces a failed
 // SOCKS5 transport by IBB (JS5B-14) and the responder accepts such a replacement.
 func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxies []string) (net.Conn, string, error) {
-	conn, err := s.js.Establish(ctx, contentName)
+	conn, err := s.js.Establish(ctx, s.contentName())
 	kind := TransportNameIBB
 	if err == nil {
 		if s.isS5B {
@@ -331,12 +334,12 @@ func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxi
 		if err != nil {
 			return nil, "", &Error{Peer: s.Peer, Condition: jingle.FailedTransport, Text: "IBB setup failed", Err: err}
 		}
-		if err := s.js.Bind(contentName, t); err != nil {
+		if err := s.js.Bind(s.contentName(), t); err != nil {
 			_ = t.Close()
 			return nil, "", endedErr(s.js)
 		}
 		s.isS5B = false
-		if err := s.js.Send(ctx, jingle.TransportReplace, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Transport: t.Element()}}, nil); err != nil {
+		if err := s.js.Send(ctx, jingle.TransportReplace, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: s.contentName(), Transport: t.Element()}}, nil); err != nil {
 			return nil, "", &Error{Peer: s.Peer, Condition: jingle.FailedTransport, Text: "transport-replace refused", Err: err}
 		}
 		ev, err := waitEvent(ctx, s.js, jingle.TransportAccept, jingle.TransportReject)
@@ -354,7 +357,7 @@ func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxi
 		}
 		var offer []byte
 		for _, ct := range ev.Contents {
-			if ct.Name == contentName {
+			if ct.Name == s.contentName() {
 				offer = ct.Transport
 			}
 		}
@@ -367,16 +370,16 @@ func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxi
 			_ = s.js.Send(ctx, jingle.TransportReject, stripContents(ev.Contents), nil)
 			return nil, "", &Error{Peer: s.Peer, Condition: jingle.FailedTransport, Text: "bad IBB offer", Err: err}
 		}
-		if err := s.js.Bind(contentName, t); err != nil {
+		if err := s.js.Bind(s.contentName(), t); err != nil {
 			_ = t.Close()
 			return nil, "", endedErr(s.js)
 		}
 		s.isS5B = false
-		if err := s.js.Send(ctx, jingle.TransportAccept, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Transport: t.Element()}}, nil); err != nil {
+		if err := s.js.Send(ctx, jingle.TransportAccept, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: s.contentName(), Transport: t.Element()}}, nil); err != nil {
 			return nil, "", &Error{Peer: s.Peer, Condition: jingle.FailedTransport, Text: "transport-accept failed", Err: err}
 		}
 	}
-	conn, err = s.js.Establish(ctx, contentName)
+	conn, err = s.js.Establish(ctx, s.contentName())
 	if err != nil {
 		return nil, "", &Error{Peer: s.Peer, Condition: jingle.ConnectivityError, Text: "IBB fallback failed: " + err.Error(), Err: err}
 	}

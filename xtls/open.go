@@ -42,6 +42,11 @@ func randomToken() string {
 // session towards us at the same moment and won the tie-break (J-34), Open fails with an error
 // matching jingle.ErrTieBreak; the peer's session then arrives through Accept.
 func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Session, error) {
+	return c.open(ctx, peer, &xmlstreamApp, opts)
+}
+
+// open runs Open for the application app (xmlstream, or one of OpenConn).
+func (c *Client) open(ctx context.Context, peer string, app *application, opts *OpenOptions) (*Session, error) {
 	start := time.Now()
 	if opts == nil {
 		opts = &OpenOptions{}
@@ -75,7 +80,7 @@ func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Ses
 		return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
 	}
 	// A peer that refuses disco#info (a stanza error) does not advertise XTLS either.
-	if err != nil || !info.Supports(NS) || !info.Supports(NSXMLStream) {
+	if err != nil || !info.Supports(NS) || !info.Supports(app.ns) {
 		pins, perr := c.cfg.Trust.Pins(bare)
 		if perr == nil && len(pins) > 0 {
 			return nil, fmt.Errorf("%w: %s", ErrDowngrade, peer)
@@ -113,20 +118,24 @@ func (c *Client) Open(ctx context.Context, peer string, opts *OpenOptions) (*Ses
 	ours := &Security{Fingerprint: c.cfg.Identity.Fingerprint(), Methods: []string{MethodX509, MethodSRP}}
 	js, err := c.mgr.Initiate(ctx, peer, []jingle.Content{{
 		Creator:     jingle.CreatorInitiator,
-		Name:        contentName,
-		Description: description,
+		Name:        app.content,
+		Senders:     app.senders,
+		Description: app.desc,
 		Transport:   offer,
 		Security:    ours.Element(),
-	}}, map[string]jingle.Transport{contentName: t})
+	}}, map[string]jingle.Transport{app.content: t})
 	if err != nil {
 		_ = t.Close()
 		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
 	}
-	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, done: make(chan struct{})}
+	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, app: app, done: make(chan struct{})}
 	if err := c.openSession(ctx, s, ours, offer, opts.Password, policy == TransportAuto); err != nil {
 		return nil, err
 	}
 	s.SetupTime = time.Since(start)
+	if app.conn {
+		return s, nil // the application owns the Jingle session from here (conn.go)
+	}
 	s.wg.Add(1)
 	go s.watch()
 	if !c.track(s) {
@@ -150,7 +159,7 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 	}
 	var answer jingle.Content
 	for _, ct := range ev.Contents {
-		if ct.Name == contentName {
+		if ct.Name == s.contentName() {
 			answer = ct
 		}
 	}
@@ -210,7 +219,7 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 	defer siCancel()
 	siDone := make(chan error, 1)
 	go func() {
-		err := js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: contentName, Security: choice.Element()}}, nil)
+		err := js.Send(ctx, jingle.SecurityInfo, []jingle.Content{{Creator: jingle.CreatorInitiator, Name: s.contentName(), Security: choice.Element()}}, nil)
 		if err != nil {
 			siCancel()
 		}

@@ -138,6 +138,10 @@ type Config struct {
 	// AcceptQueue is how many established incoming sessions may wait for Accept (default 16);
 	// further ones are terminated with <busy/>.
 	AcceptQueue int
+	// Applications are the Jingle applications other than xmlstream whose bytestream XTLS
+	// secures for the application (OpenConn; incoming sessions go to Application.Secured).
+	// See conn.go.
+	Applications []Application
 }
 
 // Client is the XTLS plugin of one XMPP connection: it initiates (Open) and answers (Accept)
@@ -197,6 +201,7 @@ type Session struct {
 	tls   *tls.Conn
 	raw   net.Conn
 	cork  *corkConn // the initiator's write combiner during set-up (cork.go)
+	app   *application
 	once  sync.Once
 	done  chan struct{}
 	err   error
@@ -286,10 +291,11 @@ func NewClient(link Link, cfg Config) (*Client, error) {
 			Incoming:               func(js *jingle.Session) { c.HandleJingle(js) },
 			HandleTransportReplace: true,
 			PendingTimeout:         cfg.SetupTimeout,
+			InfoNamespaces:         cfg.infoNamespaces(),
 		})
 	}
 	if !cfg.NoDisco {
-		c.removers = append(c.removers, disco.Serve(link, disco.ClientInfo()))
+		c.removers = append(c.removers, disco.Serve(link, cfg.DiscoInfo()))
 	}
 	// XTLS-20 / J-41: public keys are only ever exchanged inside the e2e stream.
 	c.removers = append(c.removers, pubkeys.Refuse(link))

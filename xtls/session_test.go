@@ -46,6 +46,7 @@ type partyOpts struct {
 	listener   bool // serve direct S5B candidates on 127.0.0.1:0
 	proxies    []socks5.Streamhost
 	transports xtls.TransportPolicy
+	apps       []xtls.Application // Config.Applications (conn_test.go)
 }
 
 func newParty(t testing.TB, n *xmpptest.Network, jid string, o partyOpts) *party {
@@ -75,6 +76,7 @@ func newParty(t testing.TB, n *xmpptest.Network, jid string, o partyOpts) *party
 	}
 	cfg.S5B.Proxies = o.proxies
 	cfg.S5B.ConnectTimeout = 2 * time.Second
+	cfg.Applications = o.apps
 	if o.listener {
 		l, err := socks5.Listen("127.0.0.1:0")
 		if err != nil {

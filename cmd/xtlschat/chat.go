@@ -62,6 +62,17 @@ var errNotPinned = errors.New("x509 needs the peer's certificate pinned")
 // pinned certificate gets through); srp and auto give the shared password to xtls, which uses
 // x509 anyway when the peer is pinned and its certificate matches (XTLS-D3).
 func openSession(ctx context.Context, eng engine, st *store, o openOptions) (*xtls.Session, error) {
+	xo, err := xtlsOpenOptions(st, o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	return eng.Open(ctx, o.peer, xo)
+}
+
+// xtlsOpenOptions turns the choices of o into the options of Open (and OpenConn, files.go).
+func xtlsOpenOptions(st *store, o openOptions) (*xtls.OpenOptions, error) {
 	bare, err := xtls.BareJID(o.peer)
 	if err != nil {
 		return nil, usagef("%q is not a JID: %v", o.peer, err)
@@ -87,24 +98,27 @@ func openSession(ctx context.Context, eng engine, st *store, o openOptions) (*xt
 	default:
 		xo.Password = o.password
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	return eng.Open(ctx, o.peer, &xo)
+	return &xo, nil
 }
 
 // sessionEvent describes an established session for the scriptable output and the UI.
 func sessionEvent(st *store, s *xtls.Session) (session event, pinned *event) {
-	bare, _ := xtls.BareJID(s.Peer)
+	return securedEvent(st, s.Peer, s.Method, s.Transport, s.PeerFingerprint, s.Pinned)
+}
+
+// securedEvent describes a secured session or transfer (sessionEvent, files.go).
+func securedEvent(st *store, peer, method, transport string, fp xtls.Fingerprint, isPinned bool) (session event, pinned *event) {
+	bare, _ := xtls.BareJID(peer)
 	session = event{
 		Event:       evSession,
-		Peer:        s.Peer,
-		Method:      s.Method,
-		Transport:   s.Transport,
-		Fingerprint: s.PeerFingerprint.Groups(),
-		NI:          s.PeerFingerprint.NI(),
-		Verified:    string(verification(st, bare, s.PeerFingerprint)),
+		Peer:        peer,
+		Method:      method,
+		Transport:   transport,
+		Fingerprint: fp.Groups(),
+		NI:          fp.NI(),
+		Verified:    string(verification(st, bare, fp)),
 	}
-	if s.Pinned {
+	if isPinned {
 		pinned = &event{Event: evPinned, Peer: bare, Fingerprint: session.Fingerprint, NI: session.NI, Verified: session.Verified}
 	}
 	return session, pinned

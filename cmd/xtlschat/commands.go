@@ -27,8 +27,10 @@ func init() {
 	// Assigned here, not in the declaration, because /help refers to the table itself.
 	commands = []command{
 		{"open", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]", "open a secure session (asks for the shared password when the peer is not pinned)", (*ui).cmdOpen},
-		{"accept", "[N]", "accept incoming session N (default: the oldest); asks for the shared password if needed", (*ui).cmdAccept},
-		{"decline", "[N]", "decline incoming session N (default: the oldest)", (*ui).cmdDecline},
+		{"send", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto] PATH", "send a file over XTLS (asks for the shared password when the peer is not pinned)", (*ui).cmdSend},
+		{"accept", "[N] [DIR]", "accept incoming session or file N (default: the oldest; files go to DIR or the download directory); asks for the shared password if needed", (*ui).cmdAccept},
+		{"decline", "[N]", "decline incoming session or file N (default: the oldest)", (*ui).cmdDecline},
+		{"cancel", "[N]", "cancel file transfer N (default: the latest)", (*ui).cmdCancel},
 		{"sessions", "", "list open sessions and pending offers", (*ui).cmdSessions},
 		{"switch", "N", "send typed lines to session N", (*ui).cmdSwitch},
 		{"fp", "[JID]", "show your fingerprint (hex, ni URI, QR code), or a peer's pinned fingerprints", (*ui).cmdFP},
@@ -80,45 +82,58 @@ func (u *ui) cmdHelp([]string) {
 	u.say("Other lines are sent to the current session. Peer text is shown with control characters escaped (\\x1b, \\u202e, …).")
 }
 
-func (u *ui) cmdOpen(args []string) {
-	var o options
-	fs := flag.NewFlagSet("/open", flag.ContinueOnError)
+// sessionArgs parses "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]" of /open
+// and /send, followed by more arguments when more is set (a path for /send). It says what is
+// wrong and reports false on bad input.
+func (u *ui) sessionArgs(cmd string, args []string, more bool) (o options, peer, bare string, rest []string, ok bool) {
+	usage := "usage: /" + cmd + " FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]"
+	if more {
+		usage += " PATH"
+	}
+	fs := flag.NewFlagSet("/"+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.transport, "transport", u.o.transport, "")
 	fs.StringVar(&o.method, "method", u.o.method, "")
 	// The JID comes first; flags follow it.
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		u.say("usage: /open FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]")
-		return
+		u.say("%s", usage)
+		return o, "", "", nil, false
 	}
-	peer := args[0]
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
-		u.say("usage: /open FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]")
-		return
+	peer = args[0]
+	if err := fs.Parse(args[1:]); err != nil || (fs.NArg() > 0) != more {
+		u.say("%s", usage)
+		return o, "", "", nil, false
 	}
 	if !strings.Contains(peer, "/") {
-		u.say("/open needs the peer's full JID with its resource, e.g. %s/phone (the resource is shown in its client)", escapeTerminal(peer))
-		return
+		u.say("/%s needs the peer's full JID with its resource, e.g. %s/phone (the resource is shown in its client)", cmd, escapeTerminal(peer))
+		return o, "", "", nil, false
 	}
 	switch o.transport {
 	case "auto", "s5b", "ibb":
 	default:
 		u.say("--transport must be s5b, ibb or auto")
-		return
+		return o, "", "", nil, false
 	}
 	switch o.method {
 	case "auto", xtls.MethodX509, xtls.MethodSRP:
 	default:
 		u.say("--method must be x509, srp or auto")
-		return
+		return o, "", "", nil, false
 	}
 	bare, err := xtls.BareJID(peer)
 	if err != nil {
 		u.say("%s is not a JID: %v", escapeTerminal(peer), err)
+		return o, "", "", nil, false
+	}
+	return o, peer, bare, fs.Args(), true
+}
+
+func (u *ui) cmdOpen(args []string) {
+	o, peer, bare, _, ok := u.sessionArgs("open", args, false)
+	if !ok {
 		return
 	}
-	pins, _ := u.st.trust.Pins(bare)
-	start := func(password string) {
+	u.withPassword(bare, o.method, func(password string) {
 		oo := openOptions{peer: peer, transport: o.transport, method: o.method, password: password, timeout: u.o.timeout}
 		u.say("-- opening a session with %s (transport %s, method %s) …", escapeTerminal(peer), o.transport, o.method)
 		u.wg.Add(1)
@@ -127,10 +142,16 @@ func (u *ui) cmdOpen(args []string) {
 			s, err := openSession(u.ctx, u.c.eng, u.st, oo)
 			u.post(msgOpened{peer: peer, s: s, err: err})
 		}()
-	}
-	needPassword := o.method == xtls.MethodSRP || (o.method == "auto" && len(pins) == 0)
+	})
+}
+
+// withPassword runs start with the shared password that method needs for bare: none for x509
+// (refused when bare is not pinned), the configured one, or one asked for.
+func (u *ui) withPassword(bare, method string, start func(password string)) {
+	pins, _ := u.st.trust.Pins(bare)
+	needPassword := method == xtls.MethodSRP || (method == "auto" && len(pins) == 0)
 	switch {
-	case o.method == xtls.MethodX509 && len(pins) == 0:
+	case method == xtls.MethodX509 && len(pins) == 0:
 		u.say("%s is not pinned, so x509 cannot work: use --method srp with a shared password, or /verify its fingerprint", escapeTerminal(bare))
 	case !needPassword:
 		start("")
@@ -184,23 +205,27 @@ func (u *ui) cmdAccept(args []string) {
 	if p == nil {
 		return
 	}
+	if p.file != nil && !u.chooseDir(p, args) {
+		u.offers = append([]*pendingOffer{p}, u.offers...) // still waiting
+		return
+	}
 	peer := escapeTerminal(p.in.Peer)
 	switch {
 	case p.in.Trusted:
-		p.reply <- xtls.Decision{Password: u.shared}
+		p.answer(xtls.Decision{Password: u.shared})
 		u.say("-- accepted %s (its certificate is pinned; x509)", peer)
 	case u.shared != "":
-		p.reply <- xtls.Decision{Password: u.shared}
+		p.answer(xtls.Decision{Password: u.shared})
 		u.say("-- accepted %s; checking the shared password …", peer)
 	default:
 		bare, _ := xtls.BareJID(p.in.Peer)
 		u.askPassword("Shared password for "+bare+" (empty line declines): ", func(pw string) {
 			if pw == "" {
-				p.reply <- xtls.Decision{Decline: true}
+				p.answer(xtls.Decision{Decline: true})
 				u.say("-- declined %s", peer)
 				return
 			}
-			p.reply <- xtls.Decision{Password: pw}
+			p.answer(xtls.Decision{Password: pw})
 			u.say("-- accepted %s; checking the shared password …", peer)
 		})
 	}
@@ -208,13 +233,13 @@ func (u *ui) cmdAccept(args []string) {
 
 func (u *ui) cmdDecline(args []string) {
 	if p := u.takeOffer(args); p != nil {
-		p.reply <- xtls.Decision{Decline: true}
+		p.answer(xtls.Decision{Decline: true})
 		u.say("-- declined %s", escapeTerminal(p.in.Peer))
 	}
 }
 
 func (u *ui) cmdSessions([]string) {
-	if len(u.sessions) == 0 && len(u.offers) == 0 {
+	if len(u.sessions) == 0 && len(u.offers) == 0 && len(u.transfers) == 0 {
 		u.say("no sessions")
 	}
 	for _, cs := range u.sessions {
@@ -225,8 +250,13 @@ func (u *ui) cmdSessions([]string) {
 		u.say("%s %d  %s  %s over %s", mark, cs.n, escapeTerminal(cs.s.Peer), cs.s.Method, cs.s.Transport)
 	}
 	for _, p := range u.offers {
-		u.say("? %d  %s  waiting for /accept or /decline", p.n, escapeTerminal(p.in.Peer))
+		what := ""
+		if p.file != nil {
+			what = "  file " + escapeTerminal(p.file.file.Name)
+		}
+		u.say("? %d  %s%s  waiting for /accept or /decline", p.n, escapeTerminal(p.in.Peer), what)
 	}
+	u.listTransfers()
 }
 
 func (u *ui) cmdSwitch(args []string) {
@@ -393,7 +423,7 @@ func (u *ui) cmdClose(args []string) {
 
 func (u *ui) cmdQuit([]string) {
 	for _, p := range u.offers {
-		p.reply <- xtls.Decision{Decline: true}
+		p.answer(xtls.Decision{Decline: true})
 	}
 	u.offers = nil
 	u.quit = true

@@ -103,6 +103,7 @@ type connectOptions struct {
 	onConnEvent                       func(gosrcxmpp.Event)
 	onIncoming                        func(ctx context.Context, in *xtls.Incoming) xtls.Decision
 	onSessionError                    func(peer string, err error)
+	files                             *fileReceiver // incoming file transfers (nil: declined)
 }
 
 // connect logs in, starts the XTLS plugin (Jingle, IBB, S5B, disco) and announces our
@@ -132,6 +133,11 @@ func connect(ctx context.Context, o connectOptions) (*conn, error) {
 		OnIncoming: o.onIncoming,
 		OnError:    o.onSessionError,
 	}
+	files := o.files
+	if files == nil {
+		files = newFileReceiver(fileHooks{}, 0)
+	}
+	cfg.Applications = []xtls.Application{files.application()}
 	if o.s5bListen != "" {
 		l, err := socks5.Listen(o.s5bListen)
 		if err != nil {
@@ -152,7 +158,7 @@ func connect(ctx context.Context, o connectOptions) (*conn, error) {
 		return nil, err
 	}
 	c.eng = c.xc
-	info := disco.ClientInfo()
+	info := cfg.DiscoInfo()
 	caps, err := disco.MarshalCaps(disco.CapsOf(disco.CapsNode, info))
 	if err == nil {
 		err = link.SetPresence(ctx, caps)

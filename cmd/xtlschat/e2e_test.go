@@ -94,15 +94,7 @@ func TestE2E_Prosody(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
 	bob, bobPW := srv.Account(t)
-	dir := t.TempDir()
-	certFile := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	shared := filepath.Join(dir, "shared")
-	if err := os.WriteFile(shared, []byte("correct horse battery staple\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, certFile, shared := e2eFiles(t, srv, "correct horse battery staple")
 	baseline := runtime.NumGoroutine()
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
 	aliceDir, bobDir := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
@@ -241,6 +233,21 @@ func TestE2E_Prosody(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after the runs, %d before:\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// e2eFiles writes the server's certificate and a shared password into a fresh directory.
+func e2eFiles(t *testing.T, srv *prosodytest.Server, sharedPW string) (dir, certFile, shared string) {
+	t.Helper()
+	dir = t.TempDir()
+	certFile = filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared = filepath.Join(dir, "shared")
+	if err := os.WriteFile(shared, []byte(sharedPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, certFile, shared
 }
 
 func mustRun(t *testing.T, args ...string) []byte {

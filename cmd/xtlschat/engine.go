@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/xtlsjingle/xtlsjingle/jingle"
 	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
 
@@ -12,6 +13,8 @@ import (
 type engine interface {
 	Open(ctx context.Context, peer string, o *xtls.OpenOptions) (*xtls.Session, error)
 	Accept(ctx context.Context) (*xtls.Session, error)
+	// OpenConn secures a file transfer's bytestream (files.go).
+	OpenConn(ctx context.Context, peer string, content jingle.Content, o *xtls.OpenOptions) (*xtls.Conn, error)
 }
 
 var _ engine = (*xtls.Client)(nil)

@@ -19,6 +19,10 @@ const (
 	evMessage  = "message"  // a chat line: peer, dir ("in" or "out"), text
 	evClosed   = "closed"   // a session ended: peer, reason
 	evError    = "error"    // something failed: message, code (the exit code it maps to), peer
+	// File transfers (files.go): an offer, progress (at most one a second), the outcome.
+	evFileOffer = "file-offer" // a peer offers a file: peer, name, size, methods
+	evProgress  = "progress"   // peer, name, dir, done, size, rate (bytes/s)
+	evFile      = "file"       // a file was sent or received and verified: peer, dir, name, path, size, hash, sha256
 )
 
 // event is one line of the scriptable output. Field names are part of the interface that
@@ -38,6 +42,13 @@ type event struct {
 	Reason      string   `json:"reason,omitempty"`
 	Message     string   `json:"message,omitempty"`
 	Code        int      `json:"code,omitempty"`
+	Name        string   `json:"name,omitempty"` // a file's name as offered (peer text)
+	Path        string   `json:"path,omitempty"` // where a received file was saved
+	Size        int64    `json:"size,omitempty"`
+	Done        int64    `json:"done,omitempty"`
+	Rate        float64  `json:"rate,omitempty"`
+	Hash        string   `json:"hash,omitempty"`   // the algorithm the receiver verified, e.g. sha-256
+	SHA256      string   `json:"sha256,omitempty"` // of the whole file, hex
 }
 
 // eventWriter writes events as JSON lines; safe for concurrent use. Peer text cannot drive a

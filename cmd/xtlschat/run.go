@@ -24,7 +24,8 @@ band, e.g. by phone (method srp); a successful password check pins the peer's ce
 Usage:
   xtlschat [flags]                       interactive chat; type /help inside
   xtlschat open --to FULL-JID [flags]    open a session, send lines, print JSON events
-  xtlschat listen [--from JID] [flags]   accept sessions, print JSON events
+  xtlschat listen [--from JID] [flags]   accept sessions (and files), print JSON events
+  xtlschat send --to FULL-JID --file PATH [flags]   send a file over XTLS, print JSON events
   xtlschat fp --jid JID                  print your own fingerprint (creates your identity)
   xtlschat help                          this text
 
@@ -52,7 +53,14 @@ Session flags (open, listen, and the interactive /open):
 open:   --to FULL-JID (the peer's JID with its resource)  --message TEXT (repeatable; default:
         the lines of standard input)  --wait N (wait for N messages from the peer before closing)
 listen: --from JID (accept only this peer, bare or full; default: everyone)  --echo (send every
-        message back)  --sessions N (exit after N sessions have ended; default: run until killed)
+        message back)  --sessions N (exit after N sessions or transfers have ended; default: run
+        until killed)  --download-dir DIR (accept offered files into DIR; default: decline files)
+send:   --to FULL-JID  --file PATH (the file's name is offered, its SHA-256 is checked by the
+        receiver and printed)
+Files (listen, interactive): --download-dir DIR  --max-size BYTES (refuse larger offers; default
+        no limit). A received file never replaces an existing one; a partial download
+        (.NAME.part) resumes when the same file is offered again. Transfers between xtlschat
+        clients always run over XTLS (x509 or srp, as sessions do).
 
 Passwords never go on the command line. The account password comes from $XTLSCHAT_PASSWORD,
 --password-file, or a prompt on the terminal; the shared password for srp from
@@ -67,6 +75,9 @@ Scriptable output: one JSON object per line, e.g.
   {"event":"pinned","peer":"juliet@example.org","fingerprint":"…","verified":"srp"}
   {"event":"message","peer":"juliet@example.org/phone","dir":"in","text":"hello"}
   {"event":"closed","peer":"juliet@example.org/phone","reason":"success"}
+  {"event":"file-offer","peer":"…","name":"photo.jpg","size":123456}
+  {"event":"progress","peer":"…","name":"photo.jpg","dir":"in","done":65536,"size":123456,"rate":1.2e6}
+  {"event":"file","peer":"…","dir":"in","name":"photo.jpg","path":"/home/me/Downloads/photo.jpg","size":123456,"hash":"sha-256","sha256":"…"}
   {"event":"error","message":"…","code":3}
 
 Exit status:
@@ -99,6 +110,10 @@ type options struct {
 	from     string
 	echo     bool
 	sessions int
+
+	file        string // send
+	downloadDir string // listen, interactive
+	maxSize     int64
 }
 
 type stringList []string
@@ -138,6 +153,13 @@ func newFlagSet(cmd string, o *options, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&o.from, "from", "", "accept only this JID")
 		fs.BoolVar(&o.echo, "echo", false, "send every message back")
 		fs.IntVar(&o.sessions, "sessions", 0, "exit after this many sessions")
+	case "send":
+		fs.StringVar(&o.to, "to", "", "peer's full JID")
+		fs.StringVar(&o.file, "file", "", "file to send")
+	}
+	if cmd == "listen" || cmd == "" {
+		fs.StringVar(&o.downloadDir, "download-dir", "", "directory for received files")
+		fs.Int64Var(&o.maxSize, "max-size", 0, "refuse offered files larger than this many bytes")
 	}
 	return fs
 }
@@ -147,7 +169,7 @@ func parseArgs(args []string, stderr io.Writer) (cmd string, o *options, err err
 	o = &options{}
 	if len(args) > 0 {
 		switch args[0] {
-		case "open", "listen", "fp":
+		case "open", "listen", "send", "fp":
 			cmd, args = args[0], args[1:]
 		case "help", "-h", "-help", "--help":
 			return "help", o, nil
@@ -181,6 +203,13 @@ func parseArgs(args []string, stderr io.Writer) (cmd string, o *options, err err
 		return "", nil, usagef("--method must be x509, srp or auto, not %q", o.method)
 	}
 	switch cmd {
+	case "send":
+		if o.to == "" || !strings.Contains(o.to, "/") {
+			return "", nil, usagef("send needs --to with the peer's full JID, e.g. --to juliet@example.org/phone")
+		}
+		if o.file == "" {
+			return "", nil, usagef("send needs --file PATH")
+		}
 	case "open":
 		if o.to == "" || !strings.Contains(o.to, "/") {
 			return "", nil, usagef("open needs --to with the peer's full JID, e.g. --to juliet@example.org/phone (the resource is shown in its client or by 'xtlschat listen')")
@@ -191,6 +220,14 @@ func parseArgs(args []string, stderr io.Writer) (cmd string, o *options, err err
 	case "listen":
 		if o.sessions < 0 {
 			return "", nil, usagef("--sessions must not be negative")
+		}
+	}
+	if o.maxSize < 0 {
+		return "", nil, usagef("--max-size must not be negative")
+	}
+	if o.downloadDir != "" {
+		if fi, err := os.Stat(o.downloadDir); err != nil || !fi.IsDir() {
+			return "", nil, usagef("--download-dir %q is not a directory", o.downloadDir)
 		}
 	}
 	if o.timeout <= 0 && cmd != "fp" {
@@ -241,6 +278,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runOpen(ctx, o, st, password, stdin, stdout, stderr, env)
 	case "listen":
 		return runListen(ctx, o, st, password, stdout, stderr, env)
+	case "send":
+		return runSend(ctx, o, st, password, stdout, stderr, env)
 	}
 	return runInteractive(ctx, o, st, password, stdin, stdout, stderr, env)
 }

@@ -51,14 +51,7 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 	if err != nil {
 		return err
 	}
-	c, err := connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
-		onConnEvent: verboseEvents(o, stderr),
-		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
-			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat open does not accept sessions"})
-			return xtls.Decision{Decline: true}
-		},
-	})
+	c, err := connectInitiator(ctx, o, st, password, stderr, ew, "open")
 	if err != nil {
 		return failEvent(ew, "", err)
 	}
@@ -159,6 +152,19 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 	return nil
 }
 
+// connectInitiator logs in for a command that only initiates (open, send): incoming
+// sessions are declined with a declined event.
+func connectInitiator(ctx context.Context, o *options, st *store, password string, stderr io.Writer, ew *eventWriter, cmd string) (*conn, error) {
+	return connect(ctx, connectOptions{
+		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		onConnEvent: verboseEvents(o, stderr),
+		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
+			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat " + cmd + " does not accept sessions"})
+			return xtls.Decision{Decline: true}
+		},
+	})
+}
+
 // matchPeer reports whether peer (a full JID) is what --from asked for: a bare --from matches
 // every resource of that account, a full one only itself.
 func matchPeer(from, peer string) bool {
@@ -188,8 +194,12 @@ func runListen(ctx context.Context, o *options, st *store, password string, stdo
 		default: // the main loop counts at most what it asked for; never block a session
 		}
 	}
+	fctx, fcancel := context.WithCancel(ctx)
+	defer fcancel()
+	files := listenFiles(fctx, o, st, ew, shared, endSession)
 	c, err := connect(ctx, connectOptions{
 		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		files:       files,
 		onConnEvent: verboseEvents(o, stderr),
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
 			if !matchPeer(o.from, in.Peer) {
@@ -208,6 +218,7 @@ func runListen(ctx context.Context, o *options, st *store, password string, stdo
 		return failEvent(ew, "", err)
 	}
 	defer c.close()
+	defer func() { fcancel(); files.close() }() // transfers end before the connection
 	ew.emit(readyEvent(c, st))
 
 	lctx, cancel := context.WithCancel(ctx)

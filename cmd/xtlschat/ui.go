@@ -70,6 +70,10 @@ type pendingOffer struct {
 	n     int
 	in    *xtls.Incoming
 	reply chan xtls.Decision
+	// A file offer (ui_files.go) is answered on freply instead, with the directory dir.
+	file   *fileOffer
+	freply chan fileDecision
+	dir    string
 }
 
 // ui is the state of interactive mode.
@@ -96,6 +100,10 @@ type ui struct {
 	afterPassword  func(pw string)
 	passwordPrompt string
 	quit           bool
+
+	files     *fileReceiver // ui_files.go
+	transfers []*transfer
+	nextXfer  int
 }
 
 // post delivers m to the loop unless the UI has ended.
@@ -153,8 +161,10 @@ func runInteractive(ctx context.Context, o *options, st *store, password string,
 	}
 
 	u.say("connecting to %s as %s …", serverLabel(o), o.jid)
+	u.files = u.fileReceiver()
 	c, err := connect(ctx, connectOptions{
 		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		files:       u.files,
 		onConnEvent: func(e gosrcxmpp.Event) { u.post(msgConn{e}) },
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
 			reply := make(chan xtls.Decision, 1)
@@ -178,6 +188,7 @@ func runInteractive(ctx context.Context, o *options, st *store, password string,
 			cs.s.Close()
 		}
 		u.wg.Wait()
+		u.files.close()
 		c.close()
 	}()
 	fp := st.identity.Fingerprint()
@@ -316,6 +327,8 @@ func (u *ui) handle(m any) {
 		u.say("-- session %d with %s ended: %s", m.cs.n, escapeTerminal(m.cs.s.Peer), closeReason(m.err))
 	case msgSessionError:
 		u.say("!! incoming session from %s failed: %s", escapeTerminal(m.peer), describe(m.err))
+	case msgFileOffer, msgTransferStart, msgProgress, msgTransferDone, msgFileRefused, msgFileFailed:
+		u.handleFile(m)
 	case msgConn:
 		switch m.e.Kind {
 		case gosrcxmpp.Disconnected:

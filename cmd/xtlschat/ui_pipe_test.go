@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -64,30 +62,12 @@ func TestInteractivePipe(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
 	bob, bobPW := srv.Account(t)
-	dir := t.TempDir()
-	certFile := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const sharedPW = "seven blue ravens"
-	shared := filepath.Join(dir, "shared")
-	if err := os.WriteFile(shared, []byte(sharedPW+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, certFile, shared := e2eFiles(t, srv, sharedPW)
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--timeout", "60s"}
 
-	in, inW := io.Pipe()
-	out := &textBuf{notify: make(chan struct{}, 1)}
-	aliceDone := make(chan error, 1)
-	go func() {
-		args := append([]string{"--jid", alice + "/pipe", "--config-dir", filepath.Join(dir, "alice")}, common...)
-		aliceDone <- run(context.Background(), args, in, out, out, envOf(map[string]string{envPassword: alicePW}))
-	}()
-	typeLine := func(s string) {
-		if _, err := io.WriteString(inW, s+"\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ir := startInteractive(t, append([]string{"--jid", alice + "/pipe", "--config-dir", filepath.Join(dir, "alice")}, common...), alicePW)
+	out, inW, aliceDone, typeLine := ir.out, ir.inW, ir.done, ir.typeLine
 	pos := out.waitFor(t, 0, "logged in as ")
 	aliceJID := regexp.MustCompile(`^[^ .]+@[^ ]+/pipe`).FindString(out.String()[pos:])
 

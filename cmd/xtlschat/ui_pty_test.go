@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/pem"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,16 +23,8 @@ func TestInteractivePTY(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	alice, alicePW := srv.Account(t)
 	bob, bobPW := srv.Account(t)
-	dir := t.TempDir()
-	certFile := filepath.Join(dir, "server.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const sharedPW = "a horse of a different colour"
-	shared := filepath.Join(dir, "shared")
-	if err := os.WriteFile(shared, []byte(sharedPW+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, certFile, shared := e2eFiles(t, srv, sharedPW)
 	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
 
 	// os/signal starts one process-wide goroutine on first use, which never ends: start it

@@ -223,7 +223,11 @@ func (p *proxiedConn) clientBytes() []byte {
 	return append([]byte(nil), p.sent...)
 }
 
-func newCutProxy(t testing.TB, target string) *cutProxy {
+func newCutProxy(t testing.TB, target string) *cutProxy { return newRecordingProxy(t, target, nil) }
+
+// newRecordingProxy is newCutProxy that also gives every byte in both directions to rec
+// (when not nil), e.g. what a SOCKS5 proxy behind it carries.
+func newRecordingProxy(t testing.TB, target string, rec *recorder) *cutProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -254,6 +258,9 @@ func newCutProxy(t testing.TB, target string) *cutProxy {
 				for {
 					n, err := c.Read(buf)
 					if n > 0 {
+						if rec != nil {
+							rec.add(buf[:n])
+						}
 						pc.mu.Lock()
 						if len(pc.sent) < 64<<10 {
 							pc.sent = append(pc.sent, buf[:n]...)
@@ -278,6 +285,9 @@ func newCutProxy(t testing.TB, target string) *cutProxy {
 				buf := make([]byte, 32<<10)
 				for {
 					n, err := s.Read(buf)
+					if n > 0 && rec != nil {
+						rec.add(buf[:n])
+					}
 					if n > 0 && !pc.frozen.Load() {
 						if _, werr := c.Write(buf[:n]); werr != nil {
 							break

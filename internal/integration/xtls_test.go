@@ -41,6 +41,8 @@ type xtlsOpts struct {
 	netListener net.Listener
 	// onEvent, if set, also sees the adapter's connection events (e.g. to count disconnects).
 	onEvent func(gosrcxmpp.Event)
+	// apps are the Jingle applications besides xmlstream (ftxtls_test.go).
+	apps []xtls.Application
 }
 
 func newXTLSParty(t *testing.T, srv *server, resource string, o xtlsOpts) *xtlsParty {
@@ -76,6 +78,7 @@ func newXTLSParty(t *testing.T, srv *server, resource string, o xtlsOpts) *xtlsP
 		SetupTimeout: 30 * time.Second,
 	}
 	cfg.S5B.Proxies = o.proxies
+	cfg.Applications = o.apps
 	cfg.S5B.ConnectTimeout = 3 * time.Second
 	if o.listener {
 		l, err := socks5.Listen("127.0.0.1:0")
