@@ -1,6 +1,6 @@
 // Package gosrcxmpp implements the xtlsjingle server link (LocalJID, Request, HandleIQ,
-// SendMessage, HandleMessage; see DESIGN.md "The link to the XMPP server") on top of
-// gosrc.io/xmpp v0.5.1, with the workarounds of GOSRC.md §6. It is the only package of the
+// SendMessage, HandleMessage, SetPresence, HandlePresence; see DESIGN.md "The link to the
+// XMPP server") on top of gosrc.io/xmpp v0.5.1, with the workarounds of GOSRC.md §6. It is the only package of the
 // module that imports gosrc.io/xmpp.
 //
 // What the library still does: the TCP connection's stream negotiation (STARTTLS with the
@@ -180,6 +180,7 @@ type Client struct {
 	iqs      map[xml.Name]*iqHandler
 	msgs     map[xml.Name]*msgHandler
 	presence [][]byte // children of our presence, re-sent after reconnects
+	pres     []*presenceHandler
 
 	tracker tracker
 	closed  atomic.Bool
@@ -642,8 +643,86 @@ func (c *Client) dispatch(s *session, st *inStanza) {
 			defer func() { _ = recover() }()
 			h.h(c.ctx, st.from, st.to, p)
 		})
+	case "presence":
+		c.dispatchPresence(st)
 	}
-	// Presence: nothing in the link needs it.
+}
+
+// Bounds of an incoming presence delivered to HandlePresence: at most this many children,
+// each at most this large; larger ones are left out (a presence is a broadcast from anyone
+// the server lets through, and the handlers keep what they parse).
+const (
+	MaxPresenceChildren     = 32
+	MaxPresenceChildBytes   = 16 << 10
+	presenceTypeAvailable   = "available"
+	presenceTypeUnavailable = "unavailable"
+)
+
+type presenceHandler struct {
+	h func(ctx context.Context, from, typ string, payloads [][]byte)
+}
+
+// dispatchPresence calls the presence handlers for an available or unavailable presence, in
+// wire order on the reader goroutine (so an unavailable never overtakes the available before
+// it). Other types (subscriptions, probes, errors) and invalid presence are dropped.
+func (c *Client) dispatchPresence(st *inStanza) {
+	if st.invalid != nil || st.from == "" {
+		return
+	}
+	typ := ""
+	switch st.typ {
+	case "":
+		typ = presenceTypeAvailable
+	case presenceTypeUnavailable:
+		typ = presenceTypeUnavailable
+	default:
+		return
+	}
+	c.mu.Lock()
+	hs := append([]*presenceHandler(nil), c.pres...)
+	c.mu.Unlock()
+	if len(hs) == 0 {
+		return
+	}
+	var kids [][]byte
+	for _, ch := range st.children {
+		if len(kids) == MaxPresenceChildren {
+			break
+		}
+		if len(ch.raw) <= MaxPresenceChildBytes {
+			kids = append(kids, ch.raw)
+		}
+	}
+	for _, h := range hs {
+		func() {
+			defer func() { _ = recover() }()
+			h.h(c.ctx, st.from, typ, kids)
+		}()
+	}
+}
+
+// HandlePresence installs h for incoming presence of type available (no type attribute) or
+// unavailable: from is the sender's full JID, typ "available" or "unavailable", payloads the
+// presence's child elements as exact XML with explicit namespaces (at most
+// MaxPresenceChildren, each at most MaxPresenceChildBytes; larger ones are left out). Several
+// handlers may be installed; remove uninstalls h. Handlers run one after the other on the
+// reader goroutine, in wire order, with recover: they must not block and must not modify
+// payloads. Our own presence, as the server echoes it, is delivered too.
+func (c *Client) HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func()) {
+	e := &presenceHandler{h: h}
+	c.mu.Lock()
+	c.pres = append(c.pres, e)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		for i, x := range c.pres {
+			if x == e {
+				c.pres = append(c.pres[:i:i], c.pres[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+	}
 }
 
 // run runs f on a new goroutine once a handler slot is free.
