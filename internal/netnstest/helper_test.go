@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -38,7 +39,6 @@ type helperConfig struct {
 	CertPEM  string // the server's certificate
 	JID      string // full JID to bind
 	Password string
-	Peer     string // full JID of the responder (open)
 	Secret   string // the one-time password for srp
 	// Listen is the S5B listener's address ("" for none); STUN the STUN server ("" for none);
 	// Forwarded the port forwards for p2p.Gather; Proxies: discover and offer the server's proxy.
@@ -46,6 +46,12 @@ type helperConfig struct {
 	STUN      string
 	Forwarded []string
 	Proxies   bool
+	// NoHosts offers no host candidates (only assisted and proxy ones).
+	NoHosts bool
+	// P2P publishes <p2p/> (external: the first assisted address, local: the listener) and
+	// <e2e/> in presence and applies the same-network rule with the external IP from STUN;
+	// the initiator waits for the responder's <p2p/> before it opens.
+	P2P bool
 	// Payload is the number of random bytes to send, in messages of chunk bytes (hex), each
 	// starting with Marker.
 	Payload int
@@ -64,6 +70,8 @@ type helperReady struct {
 // helperResult is the outcome of the session.
 type helperResult struct {
 	Transport      string
+	Path           string // xtls.Session.Path
+	KeyHint        string // xtls.Session.KeyHint
 	Method         string
 	Sent, Received string // sha-256 of the payload sent and of the one received
 	ReceivedBytes  int
@@ -182,6 +190,20 @@ func runHelper(ctx context.Context, cfg helperConfig) error {
 			}
 			xcfg.S5B.Extra = res.Assisted
 			ready.Assisted = res.Assisted
+			if cfg.P2P {
+				pc := &xtls.P2PConfig{ExternalIP: res.ExternalIP, PublishKey: true}
+				pc.Publish.Local = netip.MustParseAddrPort(ln.Addr().String())
+				if len(res.Assisted) > 0 {
+					pc.Publish.External, err = netip.ParseAddrPort(res.Assisted[0])
+					if err != nil {
+						return err
+					}
+				}
+				xcfg.P2P = pc
+			}
+		}
+		if cfg.NoHosts {
+			xcfg.S5B.Hosts = []string{}
 		}
 	}
 	if cfg.Proxies {
@@ -199,11 +221,38 @@ func runHelper(ctx context.Context, cfg helperConfig) error {
 		return err
 	}
 	defer client.Close()
+	var payloads [][]byte
+	if cfg.P2P {
+		if payloads, err = client.PresencePayloads(); err != nil {
+			return err
+		}
+		if err := link.SetPresence(ctx, payloads...); err != nil {
+			return err
+		}
+	}
 	emit(helperLine{Ready: ready})
 
+	in := bufio.NewScanner(os.Stdin)
 	var s *xtls.Session
 	if cfg.Role == "open" {
-		s, err = client.Open(ctx, cfg.Peer, &xtls.OpenOptions{Password: cfg.Secret})
+		// The responder's full JID comes as "open JID" once it is online. The initiator logs
+		// in first: a contact's presence that answers our initial presence (which gosrc.io/xmpp
+		// sends inside Dial) arrives before any presence handler exists and is lost, so the
+		// responder's <p2p/> is seen only when the responder comes online after us, and the
+		// responder sees ours only when we send it again.
+		if !in.Scan() || !strings.HasPrefix(in.Text(), "open ") {
+			return errors.New("no open command")
+		}
+		peer := strings.TrimPrefix(in.Text(), "open ")
+		if cfg.P2P {
+			if err := link.SetPresence(ctx, payloads...); err != nil {
+				return err
+			}
+			if err := waitPublished(ctx, client, peer); err != nil {
+				return err
+			}
+		}
+		s, err = client.Open(ctx, peer, &xtls.OpenOptions{Password: cfg.Secret})
 	} else {
 		s, err = client.Accept(ctx)
 	}
@@ -219,7 +268,6 @@ func runHelper(ctx context.Context, cfg helperConfig) error {
 	// stdin when both sessions ended: both stay online until then, because each side sends a
 	// session-terminate when the stream ends, and one that reaches a process which exits
 	// before answering it costs the sender its 10 s wait.
-	in := bufio.NewScanner(os.Stdin)
 	if !in.Scan() || in.Text() != "close" {
 		return errors.New("no close command")
 	}
@@ -229,6 +277,22 @@ func runHelper(ctx context.Context, cfg helperConfig) error {
 	for in.Scan() {
 	}
 	return nil
+}
+
+// waitPublished waits until peer's presence with <p2p/> has arrived.
+func waitPublished(ctx context.Context, c *xtls.Client, peer string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if pub, ok := c.Published(peer); ok && pub.P2P != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no <p2p/> in the presence of %s", peer)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // exchange sends cfg.Payload random bytes and receives as many from the peer at the same time.
@@ -278,7 +342,7 @@ func exchange(ctx context.Context, s *xtls.Session, cfg helperConfig) (*helperRe
 		return nil, fmt.Errorf("send: %w", err)
 	}
 	return &helperResult{
-		Transport: s.Transport, Method: s.Method,
+		Transport: s.Transport, Path: s.Path, KeyHint: s.KeyHint.String(), Method: s.Method,
 		Sent: hex.EncodeToString(sent[:]), Received: hex.EncodeToString(h.Sum(nil)), ReceivedBytes: got,
 	}, nil
 }
