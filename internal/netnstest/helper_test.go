@@ -80,6 +80,7 @@ type helperResult struct {
 // helperGather is the outcome of role stun.
 type helperGather struct {
 	Reflexive, ExternalIP string
+	UDPReflexive          string // p2p.BindingUDP from the listener's address
 	Assisted              []string
 	Errors                []string
 }
@@ -149,6 +150,21 @@ func runHelper(ctx context.Context, cfg helperConfig) error {
 		for _, e := range res.Errors {
 			g.Errors = append(g.Errors, e.Error())
 		}
+		uc, err := net.ListenPacket("udp", cfg.Listen)
+		if err != nil {
+			return err
+		}
+		defer uc.Close()
+		server, err := net.ResolveUDPAddr("udp", cfg.STUN)
+		if err != nil {
+			return err
+		}
+		_ = uc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		ua, err := p2p.BindingUDP(ctx, uc, server, 100*time.Millisecond)
+		if err != nil {
+			return fmt.Errorf("STUN over UDP: %w", err)
+		}
+		g.UDPReflexive = ua.String()
 		emit(helperLine{Gather: g})
 		return nil
 	}

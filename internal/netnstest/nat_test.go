@@ -255,11 +255,15 @@ func viaProxy(f netnstest.Flow) bool {
 
 func listenOn(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 
-// TestNAT (issue 10, SPEC §17, JS5B-2, XS-9, STUN-4): two homes behind masquerading NATs and a
-// public Prosody with mod_proxy65 and a STUN server, all in network namespaces. Each subtest
-// runs one srp session with random data both ways, checks it arrived intact, which transport
-// carried it, and that on the wire it was encrypted (a plaintext marker in every stanza never
-// appears, while the session's bytes did flow where the transport says).
+// TestNAT (issue 10, SPEC §17, JS5B-2, JS5B-14, XS-9, STUN-4, SEED-1): two homes behind
+// masquerading NATs and a public Prosody with mod_proxy65 and a STUN server, all in network
+// namespaces. STUN checks the mappings a home host learns (TCP and UDP). Every other subtest
+// runs one srp session with random data both ways and checks that it arrived intact
+// (sha-256), which transport and path both sides report, where on the wire the session's
+// bytes flowed, and that they were encrypted there (a plaintext marker in every stanza never
+// appears, and the capture dropped nothing): PortForward (direct to home 2's forwarded
+// port), SameLAN (host candidates), SameNetworkRule and its control SameNetworkNoPresence
+// (<p2p/> in presence), Proxy (no direct path) and IBB (no proxy either).
 func TestNAT(t *testing.T) {
 	w := newWorld(t)
 	tp := w.tp
@@ -281,7 +285,10 @@ func TestNAT(t *testing.T) {
 			if len(g.Assisted) != 1 || g.Assisted[0] != g.Reflexive {
 				t.Fatalf("assisted %v, want the reflexive address", g.Assisted)
 			}
-			t.Logf("listener %s:7790 behind the NAT learned its mapping %s (STUN over TCP)", c.ip, g.Reflexive)
+			if ua, err := netip.ParseAddrPort(g.UDPReflexive); err != nil || ua.Addr().String() != c.want {
+				t.Fatalf("from %s: UDP mapping %q, want %s", c.ip, g.UDPReflexive, c.want)
+			}
+			t.Logf("listener %s:7790 behind the NAT learned its mapping %s (STUN over TCP), %s over UDP", c.ip, g.Reflexive, g.UDPReflexive)
 		}
 	})
 
@@ -432,6 +439,54 @@ func TestTopologyCleanup(t *testing.T) {
 	for _, n := range names {
 		if _, err := os.Stat("/run/netns/" + n); err == nil {
 			t.Errorf("namespace %s still exists", n)
+		}
+	}
+}
+
+// failEnv makes TestFailingTopology run (and fail) in a child test binary.
+const failEnv = "XTLSJINGLE_NETNSTEST_FAIL"
+
+// TestFailingTopology builds the topology, starts a process in it and fails: only as the
+// child of TestCleanupAfterFailure.
+func TestFailingTopology(t *testing.T) {
+	if os.Getenv(failEnv) == "" {
+		t.Skip("runs only as the child of TestCleanupAfterFailure")
+	}
+	tp := netnstest.New(t)
+	p := tp.Host1A.Start(t, nil, "sleep", "60")
+	fmt.Printf("SLEEP-PID %d\n", p.Pid())
+	t.Fatal("failing on purpose with the topology up")
+}
+
+// TestCleanupAfterFailure: a test that fails with the topology up and a process running in it
+// still leaves no namespace and no process behind.
+func TestCleanupAfterFailure(t *testing.T) {
+	netnstest.Require(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFailingTopology$", "-test.v")
+	cmd.Env = append(os.Environ(), failEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "failing on purpose") {
+		t.Fatalf("the child did not fail as planned: %v\n%s", err, out)
+	}
+	var pid int
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, err := fmt.Sscanf(line, "SLEEP-PID %d", &pid); err == nil {
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no SLEEP-PID in the child's output:\n%s", out)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		t.Errorf("the process started in the topology (pid %d) still runs", pid)
+	}
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), fmt.Sprintf("xjnt-%d-", cmd.Process.Pid)) {
+			t.Errorf("namespace %s of the failed test is left", e.Name())
 		}
 	}
 }

@@ -58,6 +58,14 @@ func Require(t testing.TB) {
 			fail(p + " is not installed")
 		}
 	}
+	// Root in a container may still lack the right to create namespaces.
+	probe := fmt.Sprintf("%s%d-probe", prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		fail(fmt.Sprintf("cannot create a network namespace: %v: %s", err, bytes.TrimSpace(out)))
+	}
+	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
+		t.Fatalf("netnstest: ip netns del %s: %v: %s", probe, err, bytes.TrimSpace(out))
+	}
 }
 
 // NS is a network namespace created by New or Topology.

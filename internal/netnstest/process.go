@@ -92,6 +92,9 @@ func (n *NS) Start(t testing.TB, env []string, name string, args ...string) *Pro
 	return p
 }
 
+// Pid is the program's process ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Send writes one line to the program's standard input.
 func (p *Proc) Send(line string) error {
 	_, err := io.WriteString(p.stdin, line+"\n")

@@ -11,8 +11,8 @@ import (
 
 // Befriend gives the accounts a and b (bare JIDs from Account) a mutual presence
 // subscription (subscription "both" on each roster), so that each receives the other's
-// presence, as contacts do. It replaces both rosters by writing Prosody's roster files and must be called
-// before either account logs in (Prosody loads a roster at login).
+// presence, as contacts do. It replaces both rosters by writing Prosody's roster files, so it
+// must be called before either account logs in (Prosody loads a roster at login).
 func (s *Server) Befriend(t testing.TB, a, b string) {
 	t.Helper()
 	for _, pair := range [][2]string{{a, b}, {b, a}} {
