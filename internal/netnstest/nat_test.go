@@ -293,10 +293,12 @@ func TestNAT(t *testing.T) {
 	})
 
 	t.Run("PortForward", func(t *testing.T) {
+		// Home 2 forwards its listener's port; both publish <p2p/>, and their external IPs
+		// differ, so each tries the other's external address first (SEED-1).
 		fwd := ":" + strconv.Itoa(netnstest.ForwardPort)
 		s := w.runSession(t,
-			party{ns: tp.Host1A, name: "h1a", listen: listenOn(netnstest.Host1AIP, 7777), stun: true, proxies: true},
-			party{ns: tp.Host2, name: "h2", listen: listenOn(netnstest.Host2IP, netnstest.ForwardPort), stun: true, forwarded: []string{fwd}, proxies: true},
+			party{ns: tp.Host1A, name: "h1a", listen: listenOn(netnstest.Host1AIP, 7777), stun: true, proxies: true, p2p: true},
+			party{ns: tp.Host2, name: "h2", listen: listenOn(netnstest.Host2IP, netnstest.ForwardPort), stun: true, forwarded: []string{fwd}, proxies: true, p2p: true},
 			tp.Public)
 		st := s.wire[0]
 		wantFwd := listenOn(netnstest.Router2IP, netnstest.ForwardPort)
@@ -375,8 +377,8 @@ func TestNAT(t *testing.T) {
 	// connections to it), and home 1 has no forward at all.
 	noPath := func(t *testing.T) (*session, *netnstest.Stats) {
 		s := w.runSession(t,
-			party{ns: tp.Host1B, name: "h1b", listen: listenOn(netnstest.Host1BIP, 7777), stun: true, proxies: true},
-			party{ns: tp.Host2, name: "h2", listen: listenOn(netnstest.Host2IP, 7778), stun: true, proxies: true},
+			party{ns: tp.Host1B, name: "h1b", listen: listenOn(netnstest.Host1BIP, 7777), stun: true, proxies: true, p2p: true},
+			party{ns: tp.Host2, name: "h2", listen: listenOn(netnstest.Host2IP, 7778), stun: true, proxies: true, p2p: true},
 			tp.Public)
 		return s, s.wire[0]
 	}

@@ -29,7 +29,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -184,11 +183,8 @@ func (n *NS) Do(f func() error) error {
 	}
 	defer target.Close()
 	var ferr error
-	var wg sync.WaitGroup
-	wg.Add(1)
 	errc := make(chan error, 1)
 	go func() {
-		defer wg.Done()
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
@@ -211,7 +207,6 @@ func (n *NS) Do(f func() error) error {
 		runtime.UnlockOSThread()
 		errc <- nil
 	}()
-	wg.Wait()
 	if err := <-errc; err != nil {
 		return err
 	}
