@@ -23,8 +23,9 @@ type PresenceLink interface {
 	// children, replacing the presence before; the adapter re-sends it after reconnecting.
 	SetPresence(ctx context.Context, payloads ...[]byte) error
 	// HandlePresence installs h for incoming presence: from is the sender's full JID, typ
-	// "available" or "unavailable", payloads the child elements (bounded by the link). h must
-	// not block. remove uninstalls it.
+	// "available" or "unavailable" (a link may deliver other types, e.g. "subscribe"; the
+	// client ignores them), payloads the child elements (bounded by the link). h must not
+	// block. remove uninstalls it.
 	HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func())
 }
 
