@@ -157,6 +157,25 @@ func TestSEED1_SameNetworkUsesLocal(t *testing.T) {
 	closePair(t, sa, sb)
 }
 
+// TestSEED1_UnknownExternalIPNoHint: without our own external IP the rule cannot tell the
+// networks apart, so juliet's candidates are tried by priority (JS5B-7): her direct one wins
+// and the forward is not used.
+func TestSEED1_UnknownExternalIPNoHint(t *testing.T) {
+	checkGoroutines(t)
+	romeo, juliet, fwd := p2pPair(t, 36, netip.Addr{}, []string{"127.0.0.1"})
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if sa.Path != xtls.PathDirectLocal || sb.Path != xtls.PathDirectLocal {
+		t.Errorf("paths %q/%q, want %q", sa.Path, sb.Path, xtls.PathDirectLocal)
+	}
+	if n := fwd.count.Load(); n != 0 {
+		t.Errorf("%d connections through the forward, want none", n)
+	}
+	closePair(t, sa, sb)
+}
+
 // TestSEED1_KeyHintDiffers: a key published for the certificate's algorithm that is not the
 // certificate's key is reported as "differs" — and the session is secured by the pins all
 // the same (a hint is never verification).
