@@ -223,6 +223,10 @@ func (c *conn) gather(ctx context.Context, f p2pFlags, cfg *xtls.Config) error {
 	if len(res.Assisted) > 0 {
 		c.external, _ = netip.ParseAddrPort(res.Assisted[0])
 	}
+	if !cfg.P2P.ExternalIP.IsValid() && c.external.IsValid() {
+		// No STUN answer: a forward's external IP is ours too (the same-network rule).
+		cfg.P2P.ExternalIP = c.external.Addr()
+	}
 	if !f.publish {
 		return nil
 	}
