@@ -530,10 +530,6 @@ func (c *Client) SendMessage(ctx context.Context, to string, payload []byte) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s, err := c.current()
-	if err != nil {
-		return err
-	}
 	var b bytes.Buffer
 	b.Grow(len(payload) + 128)
 	b.WriteString(`<message id="` + newID() + `" to="`)
@@ -541,8 +537,17 @@ func (c *Client) SendMessage(ctx context.Context, to string, payload []byte) err
 	b.WriteString(`">`)
 	b.Write(payload)
 	b.WriteString(`</message>`)
-	if _, err := s.t.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("gosrcxmpp: sending message: %w", ErrDisconnected)
+	return c.write("message", b.Bytes())
+}
+
+// write sends one stanza on the current session.
+func (c *Client) write(kind string, stanza []byte) error {
+	s, err := c.current()
+	if err != nil {
+		return err
+	}
+	if _, err := s.t.Write(stanza); err != nil {
+		return fmt.Errorf("gosrcxmpp: sending %s: %w", kind, ErrDisconnected)
 	}
 	return nil
 }
@@ -594,6 +599,43 @@ func (c *Client) SetPresence(ctx context.Context, payloads ...[]byte) error {
 		return nil // the connection is being replaced; the new session sends it
 	}
 	return nil
+}
+
+// SendPresence sends one presence stanza to the JID to (RFC 6121): typ "" is a directed
+// available presence with payloads as children; "unavailable", "subscribe", "subscribed",
+// "unsubscribe" and "unsubscribed" are sent without children (subscription requests and
+// approvals, §3). Unlike SetPresence it is not sent again after a reconnection.
+func (c *Client) SendPresence(ctx context.Context, to, typ string, payloads ...[]byte) error {
+	switch typ {
+	case "":
+	case presenceTypeUnavailable, "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		payloads = nil
+	default:
+		return fmt.Errorf("gosrcxmpp: presence type %q", typ)
+	}
+	if to == "" {
+		return errors.New("gosrcxmpp: SendPresence needs a JID")
+	}
+	for _, p := range payloads {
+		if _, err := elementName(p); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.WriteString(`<presence to="`)
+	escapeAttr(&b, to)
+	if typ != "" {
+		b.WriteString(`" type="` + typ)
+	}
+	b.WriteString(`">`)
+	for _, p := range payloads {
+		b.Write(p)
+	}
+	b.WriteString(`</presence>`)
+	return c.write("presence", b.Bytes())
 }
 
 // presenceStanza returns the presence to send with kids as children, or nil if none was set.
@@ -662,21 +704,20 @@ type presenceHandler struct {
 	h func(ctx context.Context, from, typ string, payloads [][]byte)
 }
 
-// dispatchPresence calls the presence handlers for an available or unavailable presence, in
-// wire order on the reader goroutine (so an unavailable never overtakes the available before
-// it). Other types (subscriptions, probes, errors) and invalid presence are dropped.
+// dispatchPresence calls the presence handlers for an available, unavailable or subscription
+// presence, in wire order on the reader goroutine (so an unavailable never overtakes the
+// available before it). Probes, errors and invalid presence are dropped.
 func (c *Client) dispatchPresence(st *inStanza) {
 	if st.invalid != nil || st.from == "" {
 		return
 	}
-	typ := ""
+	typ := st.typ
 	switch st.typ {
 	case "":
 		typ = presenceTypeAvailable
-	case presenceTypeUnavailable:
-		typ = presenceTypeUnavailable
+	case presenceTypeUnavailable, "subscribe", "subscribed", "unsubscribe", "unsubscribed":
 	default:
-		return
+		return // probe, error, or invalid
 	}
 	c.mu.Lock()
 	hs := append([]*presenceHandler(nil), c.pres...)
@@ -701,8 +742,9 @@ func (c *Client) dispatchPresence(st *inStanza) {
 	}
 }
 
-// HandlePresence installs h for incoming presence of type available (no type attribute) or
-// unavailable: from is the sender's full JID, typ "available" or "unavailable", payloads the
+// HandlePresence installs h for incoming presence: from is the sender's JID (a full JID for
+// available and unavailable presence), typ "available" (no type attribute), "unavailable", or
+// a subscription type ("subscribe", "subscribed", "unsubscribe", "unsubscribed"), payloads the
 // presence's child elements as exact XML with explicit namespaces (at most
 // MaxPresenceChildren, each at most MaxPresenceChildBytes; larger ones are left out). Several
 // handlers may be installed; remove uninstalls h. Handlers run one after the other on the

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestDispatchPresence: available and unavailable presence reach the handlers in order with
-// their children as exact XML; other types, invalid presence and oversized children do not.
+// TestDispatchPresence: available, unavailable and subscription presence reach the handlers in
+// order with their children as exact XML; probes, errors, presence without from and oversized
+// children do not.
 func TestDispatchPresence(t *testing.T) {
 	c := &Client{ctx: context.Background()}
 	type got struct {
@@ -26,7 +27,8 @@ func TestDispatchPresence(t *testing.T) {
 	big := "<x xmlns='urn:big'>" + strings.Repeat("a", MaxPresenceChildBytes) + "</x>"
 	for _, doc := range []string{
 		`<presence xmlns="jabber:client" from="a@x/1"><show>chat</show><p2p xmlns="urn:nf:iot:p2p:1.0" extIp="1.2.3.4" extPort="1" locIp="10.0.0.1" locPort="2"/>` + big + `</presence>`,
-		`<presence xmlns="jabber:client" from="a@x/1" type="subscribe"/>`,
+		`<presence xmlns="jabber:client" from="a@x" type="subscribe"/>`,
+		`<presence xmlns="jabber:client" from="a@x/1" type="probe"/>`,
 		`<presence xmlns="jabber:client" from="a@x/1" type="error"><error type="cancel"><item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>`,
 		`<presence xmlns="jabber:client"/>`, // no from: dropped
 		`<presence xmlns="jabber:client" from="a@x/1" type="unavailable"/>`,
@@ -39,6 +41,7 @@ func TestDispatchPresence(t *testing.T) {
 	}
 	want := []got{
 		{"a@x/1", "available", []string{`<show xmlns="jabber:client">chat</show>`, `<p2p xmlns="urn:nf:iot:p2p:1.0" extIp="1.2.3.4" extPort="1" locIp="10.0.0.1" locPort="2"></p2p>`}},
+		{"a@x", "subscribe", nil},
 		{"a@x/1", "unavailable", nil},
 	}
 	if len(seen) != len(want) {
@@ -52,7 +55,7 @@ func TestDispatchPresence(t *testing.T) {
 	remove()
 	st, _ := parseStanza([]byte(`<presence xmlns="jabber:client" from="b@x/1"/>`))
 	c.dispatch(nil, st)
-	if len(seen) != 2 {
+	if len(seen) != len(want) {
 		t.Error("removed handler still called")
 	}
 }

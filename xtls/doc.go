@@ -43,6 +43,11 @@
 //   - Client.Open/Accept: sessions of the xmlstream application. Client.OpenConn and
 //     Config.Applications: the same negotiation for another Jingle application (XEP-0234 file
 //     transfer in xtlschat), which gets the secured *tls.Conn and the Jingle session (Conn).
+//   - PresenceLink, Config.P2P, Client.PresencePayloads: contacts' presence feeds the caps
+//     cache and a table of what they publish (seed 000's <p2p/> and <e2e/>); the same-network
+//     rule orders a peer's SOCKS5 candidates; Session.Path names the route that won and
+//     Session.KeyHint compares a published key with the TLS certificate. All of it is hints:
+//     an address or a published key never authenticates anyone (SPEC SEED-1).
 //
 // # Deviation from RFC 5054 (SPEC §18.3)
 //

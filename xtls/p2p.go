@@ -23,8 +23,9 @@ type PresenceLink interface {
 	// children, replacing the presence before; the adapter re-sends it after reconnecting.
 	SetPresence(ctx context.Context, payloads ...[]byte) error
 	// HandlePresence installs h for incoming presence: from is the sender's full JID, typ
-	// "available" or "unavailable", payloads the child elements (bounded by the link). h must
-	// not block. remove uninstalls it.
+	// "available" or "unavailable" (a link may deliver other types, e.g. "subscribe"; the
+	// client ignores them), payloads the child elements (bounded by the link). h must not
+	// block. remove uninstalls it.
 	HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func())
 }
 
@@ -33,18 +34,19 @@ type PresenceLink interface {
 // the peer is authenticated by TLS (pins or XSRP) whatever address the bytestream reached.
 type P2PConfig struct {
 	// ExternalIP is our address as seen from the Internet (p2p.Result.ExternalIP from
-	// p2p.Gather); zero when unknown, and then every peer counts as on another network.
+	// p2p.Gather). While it is zero (unknown) the rule below cannot tell the same network from
+	// another one, and a peer's candidates are tried by priority alone (JS5B-7).
 	//
-	// With P2P set, connecting to a peer whose presence published <p2p/> follows the seed's
-	// rule: when its extIp equals ExternalIP we are on the same network and its candidates at
-	// locIp:locPort are tried first, otherwise those at extIp:extPort. When the preferred
-	// address is not among its candidates it is tried anyway as an alias of the peer's direct
-	// candidate on locPort (else its first direct, else its first assisted candidate), and a
-	// connection through it is reported with that candidate's cid: the published address
-	// reaches the listener that serves that candidate (a port forward to it, or its host
-	// address), the peer's listener matches our connection by DST.ADDR, not by address, and
-	// the nomination uses the candidate's priority on both sides. At most one alias per
-	// session is tried.
+	// With ExternalIP set, connecting to a peer whose presence published <p2p/> follows the
+	// seed's rule: when its extIp equals ExternalIP we are on the same network and its
+	// candidates at locIp:locPort are tried first, otherwise those at extIp:extPort. When the
+	// preferred address is not among its candidates it is tried anyway as an alias of the
+	// peer's direct candidate on locPort (else its first direct, else its first assisted
+	// candidate), and a connection through it is reported with that candidate's cid: the
+	// published address reaches the listener that serves that candidate (a port forward to
+	// it, or its host address), the peer's listener matches our connection by DST.ADDR, not
+	// by address, and the nomination uses the candidate's priority on both sides. At most one
+	// alias per session is tried.
 	ExternalIP netip.Addr
 	// Publish, when valid, is the <p2p/> that Client.PresencePayloads returns: our external
 	// address (a port forward or the STUN mapping of our S5B listener) and the listener's
@@ -61,7 +63,8 @@ const (
 	// PathDirectLocal: a SOCKS5 connection to a host address on the same network: a peer's
 	// direct candidate at a private or loopback address, or at the locIp it published when
 	// it is on our network; or, when the peer connected to our direct candidate, from one of
-	// its own host addresses (no NAT rewrote the source).
+	// its own host addresses (its direct candidates or published locIp: no NAT rewrote the
+	// source), or to a private address of ours when the peer told us no host address.
 	PathDirectLocal = "direct-local"
 	// PathDirectExternal: a direct SOCKS5 connection across the Internet: an assisted
 	// candidate (port forward, STUN mapping, a published extIp), a public host address, or a
@@ -154,7 +157,7 @@ func (c *Client) keyHint(peer string, pub crypto.PublicKey) p2p.KeyHint {
 // s5bOrder returns the candidate-ordering hint for a SOCKS5 transport with peer
 // (socks5.Config.Order), or nil without Config.P2P.
 func (c *Client) s5bOrder(peer string) func([]socks5.Candidate) []socks5.Candidate {
-	if c.cfg.P2P == nil {
+	if c.cfg.P2P == nil || !c.cfg.P2P.ExternalIP.IsValid() {
 		return nil
 	}
 	ext := c.cfg.P2P.ExternalIP
@@ -236,8 +239,7 @@ func (c *Client) s5bPath(s *Session, conn net.Conn, kind string) string {
 			continue
 		}
 		// We connected to the peer's direct candidate (or an alias at its locIp).
-		ip, err := netip.ParseAddr(n.Host)
-		if err == nil && (ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast()) {
+		if isLocalIP(n.Host) {
 			return PathDirectLocal
 		}
 		if pub.P2P != nil && c.cfg.P2P != nil && p2p.SameNetwork(c.cfg.P2P.ExternalIP, *pub.P2P) {
@@ -253,13 +255,29 @@ func (c *Client) s5bPath(s *Session, conn net.Conn, kind string) string {
 	}
 	src, _ := netip.AddrFromSlice(ta.IP)
 	src = src.Unmap()
+	known := pub.P2P != nil
 	for _, rc := range remote {
-		if ip, err := netip.ParseAddr(rc.Host); err == nil && rc.Type == socks5.Direct && ip.Unmap() == src {
+		ip, err := netip.ParseAddr(rc.Host)
+		if err != nil || rc.Type != socks5.Direct {
+			continue
+		}
+		known = true
+		if ip.Unmap() == src {
 			return PathDirectLocal
 		}
 	}
 	if pub.P2P != nil && pub.P2P.Local.Addr() == src {
 		return PathDirectLocal
 	}
+	if !known && isLocalIP(n.Host) {
+		// Nothing says where the peer is: it reached a private host address of ours.
+		return PathDirectLocal
+	}
 	return PathDirectExternal
+}
+
+// isLocalIP reports whether host is a private, loopback or link-local IP address.
+func isLocalIP(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && (ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast())
 }

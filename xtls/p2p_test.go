@@ -157,6 +157,25 @@ func TestSEED1_SameNetworkUsesLocal(t *testing.T) {
 	closePair(t, sa, sb)
 }
 
+// TestSEED1_UnknownExternalIPNoHint: without our own external IP the rule cannot tell the
+// networks apart, so juliet's candidates are tried by priority (JS5B-7): her direct one wins
+// and the forward is not used.
+func TestSEED1_UnknownExternalIPNoHint(t *testing.T) {
+	checkGoroutines(t)
+	romeo, juliet, fwd := p2pPair(t, 36, netip.Addr{}, []string{"127.0.0.1"})
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if sa.Path != xtls.PathDirectLocal || sb.Path != xtls.PathDirectLocal {
+		t.Errorf("paths %q/%q, want %q", sa.Path, sb.Path, xtls.PathDirectLocal)
+	}
+	if n := fwd.count.Load(); n != 0 {
+		t.Errorf("%d connections through the forward, want none", n)
+	}
+	closePair(t, sa, sb)
+}
+
 // TestSEED1_KeyHintDiffers: a key published for the certificate's algorithm that is not the
 // certificate's key is reported as "differs" — and the session is secured by the pins all
 // the same (a hint is never verification).
@@ -180,8 +199,8 @@ func TestSEED1_KeyHintDiffers(t *testing.T) {
 }
 
 // TestCAPS_FromPresence: caps in a contact's presence reach the cache, so Open's disco#info
-// asks for node#ver (CAPS-6); after its unavailable presence everything published is
-// forgotten.
+// asks for node#ver (CAPS-6) and a second contact with the same caps costs no query at all
+// (CAPS-10); after a contact's unavailable presence everything it published is forgotten.
 func TestCAPS_FromPresence(t *testing.T) {
 	checkGoroutines(t)
 	n := xmpptest.NewNetwork(35)
@@ -203,9 +222,19 @@ func TestCAPS_FromPresence(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	closePair(t, sa, sb)
+	// A second contact running the same software announces the same caps: its disco#info is
+	// known by the verification string, so opening a session with it asks nothing.
+	garden := newParty(t, n, "juliet@capulet.lit/garden", partyOpts{})
+	pinEachOther(t, romeo, garden)
+	publish(t, garden, romeo, []byte("<p2p xmlns='urn:nf:iot:p2p:1.0' extIp='198.51.100.7' extPort='1' locIp='10.0.0.2' locPort='2'/>"))
+	sa, sb, err = openAccept(t, romeo, garden, nil)
+	if err != nil {
+		t.Fatalf("Open garden: %v", err)
+	}
+	closePair(t, sa, sb)
 	mu.Lock()
 	if len(queries) != 1 || !strings.Contains(queries[0], "node=") {
-		t.Errorf("disco#info queries %q, want one with node#ver", queries)
+		t.Errorf("disco#info queries %q, want one with node#ver for both contacts", queries)
 	}
 	mu.Unlock()
 	juliet.link.Close()

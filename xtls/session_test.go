@@ -514,8 +514,8 @@ func TestJS5B14_FallbackToIBB(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	if sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB {
-		t.Fatalf("transports %q/%q, want ibb", sa.Transport, sb.Transport)
+	if sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB || sa.Path != xtls.PathIBB || sb.Path != xtls.PathIBB {
+		t.Fatalf("transports %q/%q paths %q/%q, want ibb", sa.Transport, sb.Transport, sa.Path, sb.Path)
 	}
 	mu.Lock()
 	if !replaced || !accepted {

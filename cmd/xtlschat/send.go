@@ -26,7 +26,7 @@ func progressEvents(ew *eventWriter, peer, name, dir string) func(filetransfer.P
 // connEvents emits the session (and pinned) events of a secured transfer.
 func connEvents(ew *eventWriter, st *store, c *xtls.Conn) {
 	sev, pinned := securedEvent(st, c.Peer, c.Method, c.Transport, c.PeerFingerprint, c.Pinned)
-	ew.emit(sev)
+	ew.emit(withPath(sev, c.Path, c.KeyHint))
 	if pinned != nil {
 		ew.emit(*pinned)
 	}

@@ -161,8 +161,8 @@ func (u *ui) handleFile(m any) {
 		if m.t.in {
 			dir = "from"
 		}
-		u.say("** transfer %d of %s %s %s is secure: method %s, transport %s, peer fingerprint %s", m.t.n, fileName(m.t.name),
-			dir, escapeTerminal(c.Peer), c.Method, c.Transport, sev.Fingerprint)
+		u.say("** transfer %d of %s %s %s is secure: method %s, transport %s (%s), peer fingerprint %s", m.t.n, fileName(m.t.name),
+			dir, escapeTerminal(c.Peer), c.Method, c.Transport, pathText(c.Path), sev.Fingerprint)
 	case msgProgress:
 		now := time.Now()
 		m.t.m.update(m.p.Done, m.p.Total, now)
