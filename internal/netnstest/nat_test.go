@@ -2,6 +2,7 @@ package netnstest_test
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -10,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,10 +57,9 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	pub := tp.Public
-	var opts []prosodytest.Option
-	if os.Getenv("NETNSTEST_PROSODY_DEBUG") != "" { // for diagnosis: every stanza in the log
-		opts = append(opts, prosodytest.WithDebugLog())
-	}
+	// Every stanza the server routes goes to its log (mod_stanza_debug), so that the IBB case
+	// can show that the server saw only ciphertext.
+	opts := []prosodytest.Option{prosodytest.WithDebugLog(), prosodytest.WithModules("stanza_debug")}
 	w.prosody = prosodytest.StartIn(t, prosodytest.Namespace{
 		Exec: []string{"ip", "netns", "exec", pub.Name},
 		IP:   netnstest.PublicIP,
@@ -75,6 +77,19 @@ func newWorld(t *testing.T) *world {
 	w.stun = stuntest.Serve(tl, ul)
 	t.Cleanup(w.stun.Close)
 	return w
+}
+
+// ibbData matches an IBB data element in the server's log (XEP-0047) and its base64.
+var ibbData = regexp.MustCompile(`<data [^>]*xmlns=['"]http://jabber.org/protocol/ibb['"][^>]*>([A-Za-z0-9+/=]*)</data>`)
+
+// serverLog returns the server's log (every stanza it routed).
+func (w *world) serverLog(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.prosody.Dir, "prosody.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // start runs the helper in ns.
@@ -126,6 +141,7 @@ type party struct {
 
 // session is what runSession observed.
 type session struct {
+	marker            string
 	init, resp        helperResult
 	initReady, rspRdy helperReady
 	wire              []*netnstest.Stats // of the captures, in order
@@ -162,7 +178,7 @@ func (w *world) runSession(t *testing.T, initiator, responder party, capture ...
 		}
 		return c
 	}
-	s := &session{}
+	s := &session{marker: string(marker)}
 	rc, ic := cfg(responder, "accept"), cfg(initiator, "open")
 	if initiator.p2p || responder.p2p { // contacts, so that they see each other's presence
 		bare := func(j string) string { b, _, _ := strings.Cut(j, "/"); return b }
@@ -409,6 +425,22 @@ func TestNAT(t *testing.T) {
 		if n := st.Bytes(viaProxy); n > 0 {
 			t.Errorf("%d bytes through the blocked proxy", n)
 		}
+		// The server routed every IBB block (its log has them all): decoded, they hold the
+		// session's bytes, and never the plaintext marker.
+		blocks := ibbData.FindAllStringSubmatch(w.serverLog(t), -1)
+		var seen, markers int
+		for _, m := range blocks {
+			b, err := base64.StdEncoding.DecodeString(m[1])
+			if err != nil {
+				t.Fatalf("IBB block in the server's log: %v", err)
+			}
+			seen += len(b)
+			markers += strings.Count(string(b), s.marker)
+		}
+		if seen < 2*oneWay || markers != 0 {
+			t.Errorf("the server routed %d IBB blocks with %d bytes (want at least %d), plaintext marker %d times", len(blocks), seen, 2*oneWay, markers)
+		}
+		t.Logf("the server routed %d IBB blocks, %d bytes decoded, plaintext marker %d times", len(blocks), seen, markers)
 	})
 }
 
