@@ -162,7 +162,7 @@ func prepareFile(path string) (*outgoing, error) {
 	}
 	name := filepath.Base(path)
 	if err == nil && !filetransfer.ValidName(name) {
-		err = fmt.Errorf("the receiver would refuse the name %q (hidden, or with control characters); rename the file", name)
+		err = fmt.Errorf("the receiver would refuse the name %q (hidden, or with control or invisible formatting characters such as U+202E); rename the file", name)
 	}
 	h := sha256.New()
 	if err == nil {
@@ -234,7 +234,7 @@ func refusal(err error) string {
 	case errors.Is(err, filetransfer.ErrTooLarge):
 		return "the file is larger than --max-size"
 	case errors.Is(err, filetransfer.ErrBadName):
-		return "the file name is not acceptable (hidden, a path, or control characters)"
+		return "the file name is not acceptable (hidden, a path, or control or invisible formatting characters)"
 	}
 	return describe(err)
 }
