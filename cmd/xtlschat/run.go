@@ -111,9 +111,12 @@ type options struct {
 	echo     bool
 	sessions int
 
-	file        string // send
-	downloadDir string // listen, interactive
-	maxSize     int64
+	file           string // send
+	allowPlaintext bool   // send: unencrypted if the peer has no XTLS (this transfer only)
+	downloadDir    string // listen, interactive
+	maxSize        int64
+	// listen: peers (bare or full JIDs) whose unencrypted file offers are accepted
+	allowPlaintextFrom stringList
 }
 
 type stringList []string
@@ -156,6 +159,10 @@ func newFlagSet(cmd string, o *options, stderr io.Writer) *flag.FlagSet {
 	case "send":
 		fs.StringVar(&o.to, "to", "", "peer's full JID")
 		fs.StringVar(&o.file, "file", "", "file to send")
+		fs.BoolVar(&o.allowPlaintext, "allow-plaintext", false, "send unencrypted if the peer has no XTLS")
+	}
+	if cmd == "listen" {
+		fs.Var(&o.allowPlaintextFrom, "allow-plaintext-from", "accept unencrypted file offers from this JID (repeatable)")
 	}
 	if cmd == "listen" || cmd == "" {
 		fs.StringVar(&o.downloadDir, "download-dir", "", "directory for received files")
