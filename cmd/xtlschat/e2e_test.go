@@ -263,8 +263,8 @@ func mustRun(t *testing.T, args ...string) []byte {
 // every run against it needs (with a direct SOCKS5 listener).
 type e2eSetup struct {
 	alice, alicePW, bob, bobPW string
-	dir, shared               string
-	common                    []string
+	dir, shared                string
+	common                     []string
 }
 
 func newE2ESetup(t *testing.T, sharedPW string) *e2eSetup {

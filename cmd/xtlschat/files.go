@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/filetransfer"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
 	"github.com/xtlsjingle/xtlsjingle/xtls"
@@ -310,14 +311,29 @@ type plaintextNeeded struct {
 func (e *plaintextNeeded) Error() string { return e.err.Error() }
 func (e *plaintextNeeded) Unwrap() error { return e.err }
 
-// hexDigestsPeer reports whether peer is Libervia, which needs its digests as Base64 of the
-// hex string (filetransfer.File.HexDigests), from its disco#info identity.
-func hexDigestsPeer(ctx context.Context, c *conn, peer string) bool {
+// peerInfo is the disco#info of peer through the plugin's cache (nil when unknown).
+func peerInfo(ctx context.Context, c *conn, peer string) *disco.Info {
 	if c.caps == nil {
-		return false
+		return nil
 	}
 	info, err := c.caps.Info(ctx, c.link, peer)
 	if err != nil {
+		return nil
+	}
+	return info
+}
+
+// advertisesXTLS reports whether peer advertises XTLS (true when that is unknown).
+func advertisesXTLS(ctx context.Context, c *conn, peer string) bool {
+	info := peerInfo(ctx, c, peer)
+	return info == nil || info.Supports(xtls.NS)
+}
+
+// hexDigestsPeer reports whether peer is Libervia, which needs its digests as Base64 of the
+// hex string (filetransfer.File.HexDigests), from its disco#info identity.
+func hexDigestsPeer(ctx context.Context, c *conn, peer string) bool {
+	info := peerInfo(ctx, c, peer)
+	if info == nil {
 		return false
 	}
 	for _, id := range info.Identities {

@@ -330,6 +330,8 @@ func (u *ui) handle(m any) {
 		u.say("!! incoming session from %s failed: %s", escapeTerminal(m.peer), describe(m.err))
 	case msgFileOffer, msgTransferStart, msgProgress, msgTransferDone, msgFileRefused, msgFileFailed:
 		u.handleFile(m)
+	case msgDo:
+		m()
 	case msgConn:
 		switch m.e.Kind {
 		case gosrcxmpp.Disconnected:

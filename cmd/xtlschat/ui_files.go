@@ -45,6 +45,8 @@ type (
 		peer string
 		err  error
 	}
+	// msgDo runs on the loop.
+	msgDo func()
 )
 
 // transfer is a running file transfer as the UI sees it.
@@ -262,7 +264,7 @@ func (u *ui) cmdSend(args []string) {
 	path := strings.Join(rest, " ")
 	allow := o.allowPlaintext
 	how := "/send " + peer + " --allow-plaintext " + path
-	u.withPassword(bare, o.method, func(password string) {
+	send := func(password string) {
 		oo := openOptions{peer: peer, transport: o.transport, method: o.method, password: password, timeout: u.o.timeout}
 		ctx, cancel := context.WithCancel(u.ctx)
 		u.nextXfer++
@@ -282,7 +284,28 @@ func (u *ui) cmdSend(args []string) {
 			err = g.send(ctx, u.c, u.st, oo, allow, how, func(c xferConn) { u.post(msgTransferStart{t, c}) }, u.progressPoster(t))
 			u.post(msgTransferDone{t: t, sum: g.sumHex(), err: err})
 		}()
-	})
+	}
+	pins, _ := u.st.trust.Pins(bare)
+	if o.method != "auto" || len(pins) > 0 || u.shared != "" {
+		u.withPassword(bare, o.method, send)
+		return
+	}
+	// The shared password is asked for only if the peer has XTLS (disco, off the loop): a
+	// peer without it gets the file unencrypted or not at all, never with a password.
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		ctx, cancel := context.WithTimeout(u.ctx, u.o.timeout)
+		defer cancel()
+		has := advertisesXTLS(ctx, u.c, peer)
+		u.post(msgDo(func() {
+			if has {
+				u.withPassword(bare, o.method, send)
+			} else {
+				send("")
+			}
+		}))
+	}()
 }
 
 func (u *ui) cmdCancel(args []string) {
