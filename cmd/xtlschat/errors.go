@@ -51,7 +51,7 @@ func exitCode(err error) int {
 	case errors.As(err, &xe) && xe.Condition == "security-error":
 		return exitSecurity
 	case errors.As(err, &pe), errors.Is(err, xtls.ErrXSRPFailed), errors.Is(err, xtls.ErrDowngrade),
-		errors.Is(err, xtls.ErrCertificate):
+		errors.Is(err, xtls.ErrCertificate), errors.Is(err, xtls.ErrPeerHasXTLS):
 		return exitSecurity
 	case errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrNoMethod), errors.Is(err, xtls.ErrBackoff):
 		return exitPeer

@@ -353,7 +353,8 @@ func transferExit(err error) error {
 	var te *filetransfer.TerminatedError
 	var xe *xtls.Error
 	switch {
-	case err == nil, errors.As(err, &xe), errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrDowngrade):
+	case err == nil, errors.As(err, &xe), errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrDowngrade),
+		errors.Is(err, xtls.ErrPeerHasXTLS):
 		return err // set-up failures: exitCode maps them
 	case errors.As(err, &te) && te.Condition == jingle.SecurityError:
 		return &exitError{code: exitSecurity, err: err}

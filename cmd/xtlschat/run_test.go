@@ -289,6 +289,7 @@ func TestExitCode(t *testing.T) {
 		{&xtls.Error{Peer: "a@b", Condition: "decline", Remote: true}, exitPeer},
 		{fmt.Errorf("x: %w", xtls.ErrNotSupported), exitPeer},
 		{xtls.ErrNoMethod, exitPeer},
+		{fmt.Errorf("x: %w", xtls.ErrPeerHasXTLS), exitSecurity},
 		{&gosrcxmpp.StanzaError{Type: "cancel", Condition: "service-unavailable"}, exitPeer},
 		{context.DeadlineExceeded, exitSession},
 		{errors.New("something"), exitSession},
