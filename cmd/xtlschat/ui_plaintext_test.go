@@ -53,7 +53,7 @@ func newPlainClient(t *testing.T, srv *prosodytest.Server) *plainClient {
 // refuses it with an explanation and keeps it waiting; /accept --plaintext N takes it, and the
 // file arrives sha-256 verified, marked unencrypted. /send to that peer fails with a message
 // that says how to allow this one transfer, without asking for a password and without
-// sending anything; /send --allow-plaintext delivers it.
+// sending anything; /send --allow-plaintext delivers it — until the peer is pinned (XTLS-25).
 func TestInteractivePlaintextConsent(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	e := newE2ESetup(t, "unused")
@@ -165,7 +165,20 @@ func TestInteractivePlaintextConsent(t *testing.T) {
 	if b, _ := os.ReadFile(res.Path); !bytes.Equal(b, data2) {
 		t.Fatal("the plain client's copy differs")
 	}
-	out.waitFor(t, pos, `** sent "reply.bin" to `+plainJID+" (0.1 MiB) NOT end-to-end encrypted; the receiver verified sha-256 "+sum2)
+	pos = out.waitFor(t, pos, `** sent "reply.bin" to `+plainJID+" (0.1 MiB) NOT end-to-end encrypted; the receiver verified sha-256 "+sum2)
+
+	// 4. XTLS-25: once a certificate of the peer is pinned, --allow-plaintext does not apply:
+	// the missing XTLS is a possible downgrade attack and nothing is sent.
+	plainBare, _, _ := strings.Cut(plainJID, "/")
+	typeLine("/verify " + plainBare + " " + strings.Repeat("ab", 32))
+	pos = out.waitFor(t, pos, "** pinned ")
+	typeLine("/send " + plainJID + " --transport ibb --allow-plaintext " + out2)
+	pos = out.waitFor(t, pos, "possible downgrade attack")
+	select {
+	case s := <-plain.incoming:
+		t.Fatalf("the pinned peer got an unencrypted session: %s", s.SID())
+	case <-time.After(300 * time.Millisecond):
+	}
 	ir.inW.Close()
 	<-ir.done
 }
