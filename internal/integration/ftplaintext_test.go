@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xtlsjingle/xtlsjingle/filetransfer"
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
+	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
 
 // The tests of this file run file transfers between xtlschat and Libervia 0.9, which has no
@@ -271,4 +273,82 @@ func TestFileTransferXtlschatToLiberviaPlaintextConsent(t *testing.T) {
 	waitLiberviaCopy(t, filepath.Join(dl, "payload.bin"), data)
 	recvCancel()
 	<-recvOut
+}
+
+// TestFileTransferLiberviaToUsIBBPlaintextConsent (XTLS-10, XTLS-15, JS5B-14, issue 8): the
+// library's consent API directly: an xtls.Client whose file-transfer Application has a
+// Plaintext handler that consents; our S5B is made to fail (no candidates, a connect timeout
+// that cannot be met), so Libervia replaces the transport with IBB, which the responder side
+// of Application.Plaintext accepts; 1 MiB arrives sha-256 verified through Ready.
+func TestFileTransferLiberviaToUsIBBPlaintextConsent(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	us := dialAccount(t, srv, "ft-consent", nil)
+	lib := startLibervia(t, srv)
+	bare, _ := xtls.BareJID(us.LocalJID())
+	id, err := xtls.NewIdentity(bare, xtls.KeyEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	offers := make(chan *xtls.PlaintextOffer, 1)
+	results := make(chan error, 1)
+	var got *filetransfer.Result
+	cfg := xtls.Config{Identity: id, Trust: xtls.NewMemoryStore(), Applications: []xtls.Application{{
+		Namespace: filetransfer.NS,
+		Features:  []string{filetransfer.NSHashes},
+		Plaintext: &xtls.PlaintextHandler{
+			Decide: func(_ context.Context, in *xtls.PlaintextOffer) xtls.PlaintextDecision {
+				offers <- in
+				_, accept, err := filetransfer.Answer(in.Content.Description, filetransfer.ReceiveOptions{Dir: dl, AllowPlaintext: true})
+				return xtls.PlaintextDecision{AcceptPlaintext: err == nil, Description: accept}
+			},
+			Ready: func(c *xtls.PlaintextConn) {
+				offer, err := filetransfer.Offered(c.Jingle, c.Content)
+				if err == nil {
+					if c.Transport != xtls.TransportNameIBB {
+						t.Errorf("transport %s, want ibb after the forced S5B failure", c.Transport)
+					}
+					got, err = filetransfer.Receive(ctx, c.Jingle, c.Content, c, offer, filetransfer.ReceiveOptions{Dir: dl, AllowPlaintext: true})
+				}
+				results <- err
+			},
+		},
+	}}}
+	cfg.S5B.ConnectTimeout = time.Nanosecond // make S5B fail on purpose
+	c, err := xtls.NewClient(us, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	src, data, _ := randomPayload(t, t.TempDir())
+	sent := make(chan []byte, 1)
+	go func() {
+		out, _ := lib.command(ctx, "file", "send", "-p", "test", "--pwd", "pw", "-c", src, us.LocalJID()).CombinedOutput()
+		sent <- out
+	}()
+	select {
+	case in := <-offers:
+		if in.Peer != lib.jid {
+			t.Fatalf("offer from %s, want %s", in.Peer, lib.jid)
+		}
+	case out := <-sent:
+		t.Fatalf("libervia-cli ended without an offer: %s", out)
+	case <-ctx.Done():
+		t.Fatal("no offer from Libervia")
+	}
+	select {
+	case err := <-results:
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the transfer did not end")
+	}
+	b, err := os.ReadFile(got.Path)
+	if err != nil || !bytes.Equal(b, data) || got.Verified != "sha-256" {
+		t.Fatalf("file differs or unverified (%v): %+v", err, got)
+	}
+	t.Logf("libervia-cli: %s", <-sent)
 }
