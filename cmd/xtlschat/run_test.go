@@ -44,6 +44,18 @@ func TestParseArgs(t *testing.T) {
 			}
 			return nil
 		}},
+		{[]string{"send", "--jid", "romeo@example.org", "--to", "benvolio@example.org/libervia", "--file", "f", "--allow-plaintext"}, "send", func(o *options) error {
+			if !o.allowPlaintext {
+				return fmt.Errorf("send --allow-plaintext: %+v", o)
+			}
+			return nil
+		}},
+		{[]string{"listen", "--jid", "romeo@example.org", "--allow-plaintext-from", "benvolio@example.org", "--allow-plaintext-from", "x@y/z"}, "listen", func(o *options) error {
+			if len(o.allowPlaintextFrom) != 2 || o.allowPlaintextFrom[0] != "benvolio@example.org" || o.allowPlaintext {
+				return fmt.Errorf("listen --allow-plaintext-from: %+v", o)
+			}
+			return nil
+		}},
 		{[]string{"fp", "--jid", "romeo@example.org", "--config-dir", "/x"}, "fp", func(o *options) error {
 			if o.configDir != "/x" {
 				return fmt.Errorf("fp: %+v", o)
@@ -277,6 +289,7 @@ func TestExitCode(t *testing.T) {
 		{&xtls.Error{Peer: "a@b", Condition: "decline", Remote: true}, exitPeer},
 		{fmt.Errorf("x: %w", xtls.ErrNotSupported), exitPeer},
 		{xtls.ErrNoMethod, exitPeer},
+		{fmt.Errorf("x: %w", xtls.ErrPeerHasXTLS), exitSecurity},
 		{&gosrcxmpp.StanzaError{Type: "cancel", Condition: "service-unavailable"}, exitPeer},
 		{context.DeadlineExceeded, exitSession},
 		{errors.New("something"), exitSession},
@@ -296,5 +309,13 @@ func TestDescribeSecurity(t *testing.T) {
 	}
 	if msg := describe(fmt.Errorf("x: %w", xtls.ErrXSRPFailed)); !strings.Contains(msg, "wrong shared password or an attack") {
 		t.Errorf("xsrp: %q", msg)
+	}
+	// issue 8, XTLS-15: a peer without XTLS; the message says what to do for this one file.
+	pn := &plaintextNeeded{peer: "benvolio@example.org/libervia", how: "repeat the command with --allow-plaintext.", err: fmt.Errorf("x: %w", xtls.ErrNotSupported)}
+	if msg := describe(pn); !strings.Contains(msg, "has no end-to-end encryption") || !strings.Contains(msg, "--allow-plaintext") || exitCode(transferExit(pn)) != exitPeer {
+		t.Errorf("plaintext needed: %q (exit %d)", msg, exitCode(transferExit(pn)))
+	}
+	if msg := describe(fmt.Errorf("x: %w", xtls.ErrDowngrade)); !strings.Contains(msg, "even with --allow-plaintext") || exitCode(transferExit(fmt.Errorf("x: %w", xtls.ErrDowngrade))) != exitSecurity {
+		t.Errorf("downgrade: %q", msg)
 	}
 }
