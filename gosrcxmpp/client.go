@@ -1,6 +1,6 @@
 // Package gosrcxmpp implements the xtlsjingle server link (LocalJID, Request, HandleIQ,
-// SendMessage, HandleMessage; see DESIGN.md "The link to the XMPP server") on top of
-// gosrc.io/xmpp v0.5.1, with the workarounds of GOSRC.md §6. It is the only package of the
+// SendMessage, HandleMessage, SetPresence, HandlePresence; see DESIGN.md "The link to the
+// XMPP server") on top of gosrc.io/xmpp v0.5.1, with the workarounds of GOSRC.md §6. It is the only package of the
 // module that imports gosrc.io/xmpp.
 //
 // What the library still does: the TCP connection's stream negotiation (STARTTLS with the
@@ -180,6 +180,7 @@ type Client struct {
 	iqs      map[xml.Name]*iqHandler
 	msgs     map[xml.Name]*msgHandler
 	presence [][]byte // children of our presence, re-sent after reconnects
+	pres     []*presenceHandler
 
 	tracker tracker
 	closed  atomic.Bool
@@ -529,10 +530,6 @@ func (c *Client) SendMessage(ctx context.Context, to string, payload []byte) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s, err := c.current()
-	if err != nil {
-		return err
-	}
 	var b bytes.Buffer
 	b.Grow(len(payload) + 128)
 	b.WriteString(`<message id="` + newID() + `" to="`)
@@ -540,8 +537,17 @@ func (c *Client) SendMessage(ctx context.Context, to string, payload []byte) err
 	b.WriteString(`">`)
 	b.Write(payload)
 	b.WriteString(`</message>`)
-	if _, err := s.t.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("gosrcxmpp: sending message: %w", ErrDisconnected)
+	return c.write("message", b.Bytes())
+}
+
+// write sends one stanza on the current session.
+func (c *Client) write(kind string, stanza []byte) error {
+	s, err := c.current()
+	if err != nil {
+		return err
+	}
+	if _, err := s.t.Write(stanza); err != nil {
+		return fmt.Errorf("gosrcxmpp: sending %s: %w", kind, ErrDisconnected)
 	}
 	return nil
 }
@@ -595,6 +601,43 @@ func (c *Client) SetPresence(ctx context.Context, payloads ...[]byte) error {
 	return nil
 }
 
+// SendPresence sends one presence stanza to the JID to (RFC 6121): typ "" is a directed
+// available presence with payloads as children; "unavailable", "subscribe", "subscribed",
+// "unsubscribe" and "unsubscribed" are sent without children (subscription requests and
+// approvals, §3). Unlike SetPresence it is not sent again after a reconnection.
+func (c *Client) SendPresence(ctx context.Context, to, typ string, payloads ...[]byte) error {
+	switch typ {
+	case "":
+	case presenceTypeUnavailable, "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		payloads = nil
+	default:
+		return fmt.Errorf("gosrcxmpp: presence type %q", typ)
+	}
+	if to == "" {
+		return errors.New("gosrcxmpp: SendPresence needs a JID")
+	}
+	for _, p := range payloads {
+		if _, err := elementName(p); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.WriteString(`<presence to="`)
+	escapeAttr(&b, to)
+	if typ != "" {
+		b.WriteString(`" type="` + typ)
+	}
+	b.WriteString(`">`)
+	for _, p := range payloads {
+		b.Write(p)
+	}
+	b.WriteString(`</presence>`)
+	return c.write("presence", b.Bytes())
+}
+
 // presenceStanza returns the presence to send with kids as children, or nil if none was set.
 func presenceStanza(kids [][]byte) []byte {
 	if kids == nil {
@@ -642,8 +685,86 @@ func (c *Client) dispatch(s *session, st *inStanza) {
 			defer func() { _ = recover() }()
 			h.h(c.ctx, st.from, st.to, p)
 		})
+	case "presence":
+		c.dispatchPresence(st)
 	}
-	// Presence: nothing in the link needs it.
+}
+
+// Bounds of an incoming presence delivered to HandlePresence: at most this many children,
+// each at most this large; larger ones are left out (a presence is a broadcast from anyone
+// the server lets through, and the handlers keep what they parse).
+const (
+	MaxPresenceChildren     = 32
+	MaxPresenceChildBytes   = 16 << 10
+	presenceTypeAvailable   = "available"
+	presenceTypeUnavailable = "unavailable"
+)
+
+type presenceHandler struct {
+	h func(ctx context.Context, from, typ string, payloads [][]byte)
+}
+
+// dispatchPresence calls the presence handlers for an available, unavailable or subscription
+// presence, in wire order on the reader goroutine (so an unavailable never overtakes the
+// available before it). Probes, errors and invalid presence are dropped.
+func (c *Client) dispatchPresence(st *inStanza) {
+	if st.invalid != nil || st.from == "" {
+		return
+	}
+	typ := st.typ
+	switch st.typ {
+	case "":
+		typ = presenceTypeAvailable
+	case presenceTypeUnavailable, "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+	default:
+		return // probe, error, or invalid
+	}
+	c.mu.Lock()
+	hs := append([]*presenceHandler(nil), c.pres...)
+	c.mu.Unlock()
+	if len(hs) == 0 {
+		return
+	}
+	var kids [][]byte
+	for _, ch := range st.children {
+		if len(kids) == MaxPresenceChildren {
+			break
+		}
+		if len(ch.raw) <= MaxPresenceChildBytes {
+			kids = append(kids, ch.raw)
+		}
+	}
+	for _, h := range hs {
+		func() {
+			defer func() { _ = recover() }()
+			h.h(c.ctx, st.from, typ, kids)
+		}()
+	}
+}
+
+// HandlePresence installs h for incoming presence: from is the sender's JID (a full JID for
+// available and unavailable presence), typ "available" (no type attribute), "unavailable", or
+// a subscription type ("subscribe", "subscribed", "unsubscribe", "unsubscribed"), payloads the
+// presence's child elements as exact XML with explicit namespaces (at most
+// MaxPresenceChildren, each at most MaxPresenceChildBytes; larger ones are left out). Several
+// handlers may be installed; remove uninstalls h. Handlers run one after the other on the
+// reader goroutine, in wire order, with recover: they must not block and must not modify
+// payloads. Our own presence, as the server echoes it, is delivered too.
+func (c *Client) HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func()) {
+	e := &presenceHandler{h: h}
+	c.mu.Lock()
+	c.pres = append(c.pres, e)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		for i, x := range c.pres {
+			if x == e {
+				c.pres = append(c.pres[:i:i], c.pres[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+	}
 }
 
 // run runs f on a new goroutine once a handler slot is free.

@@ -23,5 +23,14 @@
 // [P2P] is <p2p xmlns='urn:nf:iot:p2p:1.0' extIp extPort locIp locPort/>; [ParseP2P] is
 // strict and bounded. [SameNetwork] implements the seed's rule (equal external IPs mean the
 // same network, so the local address is tried first) and [P2P.Order] turns it into the
-// order in which the peer's addresses are tried.
+// order in which the peer's addresses are tried. [E2E] is <e2e xmlns='urn:nf:iot:e2e:1.0'>
+// with published public keys; [E2E.Matches] compares them with the certificate a peer
+// presented in TLS, as a hint to display and nothing more. [Table] keeps what each full JID
+// published, bounded, until its unavailable presence.
+//
+// The seed also lets a device accept a connection because its source IP equals a published
+// address. We do not: NAT, spoofing and shared networks make an IP address no proof of
+// anything, and the server can rewrite presence. Published addresses only decide which
+// SOCKS5 candidates are tried first (package xtls, Config.P2P); TLS with pinned certificates
+// or XSRP authenticates the peer on every path.
 package p2p

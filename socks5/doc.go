@@ -34,6 +34,11 @@
 // in-band transport (XEP-0261) and the responder answers transport-accept from that
 // transport's element (JS5B-14), closing this one.
 //
+// Candidates are tried in descending priority (JS5B-7) unless [Config].Order says otherwise:
+// a hint the transport cannot know, such as the same-network rule of package xtls's
+// Config.P2P, may reorder them and add aliases (another address of a candidate's listener,
+// reported with the candidate's cid).
+//
 // A proxy relays only after activation, and Prosody 0.12's mod_proxy65 may hold back up to
 // 4096 bytes of a burst until its sender writes again (see
 // internal/integration/socks5_test.go, TestS5BProsodyProxyEcho): request/response protocols

@@ -44,6 +44,19 @@ type Config struct {
 	Stagger, ProxyDelay time.Duration
 	// ConnectTimeout bounds one connection attempt including the SOCKS5 handshake (default 5s).
 	ConnectTimeout time.Duration
+	// Order, when set, decides in which order the peer's candidates are tried, from a hint
+	// the transport cannot know (e.g. the same-network rule of urn:nf:iot:p2p:1.0, see
+	// package xtls Config.P2P). It gets the peer's candidates in descending priority (JS5B-7)
+	// and returns those to try, best first; it may leave candidates out and may add aliases:
+	// a copy of a peer candidate with another Host and Port that reach the same listener (an
+	// address the peer published). An alias keeps the CID, JID and Priority of its candidate,
+	// so a connection to it is reported as <candidate-used cid/> of that candidate and the
+	// nomination (JS5B-11) is the same on both sides; aliases of proxy candidates and entries
+	// whose CID is not a peer candidate's are ignored. Once a connection succeeds, entries
+	// after it are no longer tried (entries before it still are). Order runs without locks
+	// held, possibly several times per Establish, and must not block. An address is only a
+	// hint: what is reached there is authenticated above the bytestream (TLS).
+	Order func(peer []Candidate) []Candidate
 }
 
 // JingleTransport is the XEP-0260 Jingle SOCKS5 Bytestreams transport of one content. It
@@ -263,6 +276,13 @@ func (t *JingleTransport) Nominated() Candidate {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.nominated
+}
+
+// Remote returns a copy of the peer's candidates known so far.
+func (t *JingleTransport) Remote() []Candidate {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Candidate(nil), t.remote...)
 }
 
 // Namespace returns urn:xmpp:jingle:transports:s5b:1.
@@ -635,9 +655,66 @@ func (t *JingleTransport) takeIncoming(ctx context.Context, c Candidate) (net.Co
 	}
 }
 
-// connect tries the peer's candidates in descending priority, staggered, and returns the best
-// connection it made that can still win the nomination, or an attempt with nil conn if none.
-// It stops early when the peer's candidate-used outranks everything left (JS5B-9, JS5B-10).
+// tryEntry is one address to try: a peer candidate or an alias of one (Config.Order), with
+// its rank (lower is tried first; a success makes higher ranks not worth trying).
+type tryEntry struct {
+	cand Candidate
+	key  string // cid + host + port: aliases share the cid
+	rank int
+}
+
+func entryKey(c Candidate) string {
+	return c.CID + "\x00" + hostPort(c.Host, c.Port)
+}
+
+// tryOrder returns the entries to try, best first. Without Config.Order it is the peer's
+// candidates in descending priority, equal priorities sharing a rank (JS5B-7); with it, the
+// hook's order with one rank per entry.
+func (t *JingleTransport) tryOrder(remote []Candidate) []tryEntry {
+	sort.SliceStable(remote, func(i, j int) bool { return remote[i].Priority > remote[j].Priority })
+	var out []tryEntry
+	seen := map[string]bool{}
+	if t.cfg.Order == nil {
+		rank := 0
+		for i, c := range remote {
+			if i > 0 && c.Priority != remote[i-1].Priority {
+				rank++
+			}
+			out = append(out, tryEntry{cand: c, key: entryKey(c), rank: rank})
+		}
+		return out
+	}
+	byCID := map[string]Candidate{}
+	for _, c := range remote {
+		byCID[c.CID] = c
+	}
+	for _, e := range t.cfg.Order(append([]Candidate(nil), remote...)) {
+		orig, ok := byCID[e.CID]
+		if !ok || orig.Type == Proxy && (e.Host != orig.Host || portOr1080(e.Port) != portOr1080(orig.Port)) {
+			continue
+		}
+		if checkHost(e.Host) != nil || e.Port < 0 || e.Port > 65535 {
+			continue
+		}
+		c := orig
+		c.Host, c.Port = e.Host, e.Port
+		if orig.Type != Proxy && e.Type != Proxy && e.Type != "" {
+			c.Type = e.Type // e.g. an alias through a NAT is assisted
+		}
+		k := entryKey(c)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, tryEntry{cand: c, key: k, rank: len(out)})
+	}
+	return out
+}
+
+// connect tries the peer's candidates in the order of tryOrder (descending priority unless
+// Config.Order says otherwise), staggered, and returns the best connection it made that can
+// still win the nomination, or an attempt with nil conn if none. It stops early when the
+// peer's candidate-used outranks everything left (JS5B-9, JS5B-10).
 func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 	actx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
@@ -676,41 +753,51 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			peerPrio, peerUsed = c.Priority, true
 		}
 		t.mu.Unlock()
-		sort.SliceStable(remote, func(i, j int) bool { return remote[i].Priority > remote[j].Priority })
-
+		order := t.tryOrder(remote)
+		rankOf := func(c Candidate) int {
+			k := entryKey(c)
+			for _, e := range order {
+				if e.key == k {
+					return e.rank
+				}
+			}
+			return len(order) // no longer listed: last
+		}
+		// canWin: would a connection to c win the nomination against the peer's report?
+		canWin := func(c Candidate) bool {
+			return !peerUsed || c.Priority > peerPrio || c.Priority == peerPrio && t.initiator
+		}
 		var best *attempt
+		bestRank := 0
 		for i := range successes {
-			if best == nil || successes[i].cand.Priority > best.cand.Priority {
-				best = &successes[i]
+			if r := rankOf(successes[i].cand); best == nil || r < bestRank {
+				best, bestRank = &successes[i], r
 			}
 		}
-		// worth: could a connection to c still be nominated?
-		worth := func(c Candidate) bool {
-			if best != nil && c.Priority <= best.cand.Priority {
-				return false
-			}
-			if peerUsed && (c.Priority < peerPrio || c.Priority == peerPrio && !t.initiator) {
-				return false
-			}
-			return true
+		// worth: could a connection to c still be used?
+		worth := func(c Candidate, rank int) bool {
+			return (best == nil || rank < bestRank) && canWin(c)
 		}
-		var next *Candidate
-		for i := range remote {
-			if !launched[remote[i].CID] && worth(remote[i]) {
-				next = &remote[i]
+		var next *tryEntry
+		for i := range order {
+			if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+				next = &order[i]
 				break
 			}
 		}
 		busy := false
 		for _, c := range inflight {
-			if worth(c) {
+			if worth(c, rankOf(c)) {
 				busy = true
 			}
 		}
 		if next == nil && !busy {
 			var res attempt
-			if best != nil && (!peerUsed || best.cand.Priority > peerPrio || best.cand.Priority == peerPrio && t.initiator) {
-				res = *best
+			resRank := 0
+			for _, s := range successes {
+				if r := rankOf(s.cand); canWin(s.cand) && (res.conn == nil || r < resRank) {
+					res, resRank = s, r
+				}
 			}
 			t.mu.Lock()
 			t.reported = true
@@ -719,9 +806,9 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			return res, nil
 		}
 		if next != nil && (len(inflight) == 0 || !timerOn) {
-			c := *next
-			launched[c.CID] = true
-			inflight[c.CID] = c
+			c := next.cand
+			launched[next.key] = true
+			inflight[next.key] = c
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -734,9 +821,9 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			}()
 			// Stagger the next attempt; wait longer before a proxy (JS5B-8).
 			d := t.cfg.Stagger
-			for i := range remote {
-				if !launched[remote[i].CID] && worth(remote[i]) {
-					if remote[i].Type == Proxy {
+			for i := range order {
+				if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+					if order[i].cand.Type == Proxy {
 						d = t.cfg.ProxyDelay
 					}
 					break
@@ -748,16 +835,16 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 		}
 		select {
 		case a := <-results:
-			delete(inflight, a.cand.CID)
+			delete(inflight, entryKey(a.cand))
 			if a.err == nil {
 				successes = append(successes, a)
 			}
 		case <-timer.C:
 			timerOn = false
-		case <-ch:
 		case <-ctx.Done():
 			cleanup(nil)
 			return attempt{}, ctx.Err()
+		case <-ch:
 		}
 	}
 }

@@ -143,7 +143,9 @@ func (c *Client) acceptSession(ctx context.Context, s *Session, offered jingle.C
 		t, err = ibb.NewJingleResponder(c.ibb, s.Peer, offered.Transport)
 	} else {
 		s.isS5B = true
-		t, err = c.newS5B(s.Peer, offered.Transport)
+		if s.s5b, err = c.newS5B(s.Peer, offered.Transport); err == nil {
+			t = s.s5b
+		}
 	}
 	if err != nil {
 		return fail(&Error{Peer: s.Peer, Condition: jingle.FailedTransport, Text: "cannot use the offered transport", Err: err})

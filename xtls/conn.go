@@ -9,6 +9,7 @@ import (
 
 	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
+	"github.com/xtlsjingle/xtlsjingle/p2p"
 )
 
 // This file lets XTLS secure the bytestream of Jingle applications other than xmlstream, such
@@ -110,8 +111,13 @@ type Conn struct {
 	Initiator bool
 	// Method is MethodX509 or MethodSRP; Transport one of the TransportName values.
 	Method, Transport string
+	// Path is which kind of candidate won (PathDirectLocal, …; see Session.Path).
+	Path string
 	// PeerFingerprint is the fingerprint of the certificate the peer presented in TLS.
 	PeerFingerprint Fingerprint
+	// KeyHint compares the key the peer published in presence with its certificate (see
+	// Session.KeyHint): a hint, never verification.
+	KeyHint p2p.KeyHint
 	// Pinned reports whether this session pinned PeerFingerprint (srp or leap of faith).
 	Pinned bool
 	// SetupTime is the time from OpenConn (or session-initiate) to the secured bytestream.
@@ -147,7 +153,8 @@ func (c *Client) OpenConn(ctx context.Context, peer string, content jingle.Conte
 
 func (s *Session) asConn() *Conn {
 	return &Conn{Conn: s.tls, Jingle: s.js, Content: s.contentName(), Peer: s.Peer, SID: s.SID, Initiator: s.Initiator,
-		Method: s.Method, Transport: s.Transport, PeerFingerprint: s.PeerFingerprint, Pinned: s.Pinned, SetupTime: s.SetupTime}
+		Method: s.Method, Transport: s.Transport, PeerFingerprint: s.PeerFingerprint, Pinned: s.Pinned, SetupTime: s.SetupTime,
+		Path: s.Path, KeyHint: s.KeyHint}
 }
 
 // connSecured ends secure for an Application's session: the bytestream is secured and the

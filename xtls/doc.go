@@ -47,6 +47,11 @@
 //     Application with a peer that does not advertise XTLS, each one only on the caller's
 //     explicit request (XTLS-15); never with a peer that advertises XTLS or whose certificates
 //     are pinned (ErrPeerHasXTLS, ErrDowngrade, XTLS-25), never for xmlstream.
+//   - PresenceLink, Config.P2P, Client.PresencePayloads: contacts' presence feeds the caps
+//     cache and a table of what they publish (seed 000's <p2p/> and <e2e/>); the same-network
+//     rule orders a peer's SOCKS5 candidates; Session.Path names the route that won and
+//     Session.KeyHint compares a published key with the TLS certificate. All of it is hints:
+//     an address or a published key never authenticates anyone (SPEC SEED-1).
 //
 // # Deviation from RFC 5054 (SPEC §18.3)
 //

@@ -135,6 +135,9 @@ func (c *Client) secure(ctx context.Context, s *Session, conn net.Conn, method, 
 		_ = c.cfg.Trust.Seen(bare, fp, time.Now())
 	}
 	s.PeerFingerprint = fp
+	if cs := tc.ConnectionState(); len(cs.PeerCertificates) == 1 {
+		s.KeyHint = c.keyHint(s.Peer, cs.PeerCertificates[0].PublicKey)
+	}
 	if s.app != nil && s.app.conn {
 		return s.connSecured() // conn.go: no xmlstream, the application's bytes follow
 	}
@@ -215,6 +218,7 @@ func (c *Client) newS5B(peer string, offer []byte) (*socks5.JingleTransport, err
 		Extra:          c.cfg.S5B.Extra,
 		Proxies:        c.cfg.S5B.Proxies,
 		ConnectTimeout: c.cfg.S5B.ConnectTimeout,
+		Order:          c.s5bOrder(peer),
 	}
 	if offer == nil {
 		return socks5.NewJingleTransport(cfg)
@@ -318,8 +322,10 @@ func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxi
 	conn, err := s.js.Establish(ctx, s.contentName())
 	kind := TransportNameIBB
 	if err == nil {
+		s.Path = PathIBB
 		if s.isS5B {
 			kind = s5bKind(conn, proxies)
+			s.Path = c.s5bPath(s, conn, kind)
 		}
 		return conn, kind, nil
 	}
@@ -383,6 +389,7 @@ func (c *Client) establish(ctx context.Context, s *Session, fallback bool, proxi
 	if err != nil {
 		return nil, "", &Error{Peer: s.Peer, Condition: jingle.ConnectivityError, Text: "IBB fallback failed: " + err.Error(), Err: err}
 	}
+	s.Path = PathIBB
 	return conn, TransportNameIBB, nil
 }
 

@@ -123,6 +123,7 @@ func (c *Client) open(ctx context.Context, peer string, app *application, opts *
 		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
 	}
 	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, app: app, done: make(chan struct{})}
+	s.s5b, _ = t.(*socks5.JingleTransport)
 	if err := c.openSession(ctx, s, ours, offer, opts.Password, policy == TransportAuto); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/ibb"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
+	"github.com/xtlsjingle/xtlsjingle/p2p"
 	"github.com/xtlsjingle/xtlsjingle/pubkeys"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
 	"github.com/xtlsjingle/xtlsjingle/xmlstream"
@@ -138,6 +139,11 @@ type Config struct {
 	// AcceptQueue is how many established incoming sessions may wait for Accept (default 16);
 	// further ones are terminated with <busy/>.
 	AcceptQueue int
+	// P2P enables the peer-to-peer hints of urn:nf:iot:p2p:1.0 (seed 000): the same-network
+	// rule for the order of SOCKS5 candidates, and what PresencePayloads publishes. nil: the
+	// candidates are tried by priority only and nothing is published. Reading contacts'
+	// presence (caps, published keys for Session.KeyHint) needs only a PresenceLink.
+	P2P *P2PConfig
 	// Applications are the Jingle applications other than xmlstream whose bytestream XTLS
 	// secures for the application (OpenConn; incoming sessions go to Application.Secured).
 	// See conn.go.
@@ -153,6 +159,7 @@ type Client struct {
 	ownJ  bool
 	ibb   *ibb.Handler
 	caps  *disco.Cache
+	peers *p2p.Table // what contacts publish in presence (p2p.go)
 	local string
 
 	removers []func()
@@ -188,8 +195,15 @@ type Session struct {
 	Method string
 	// Transport is TransportNameS5BDirect, TransportNameS5BProxy or TransportNameIBB.
 	Transport string
+	// Path says which kind of candidate won: PathDirectLocal, PathDirectExternal, PathProxy
+	// or PathIBB.
+	Path string
 	// PeerFingerprint is the fingerprint of the certificate the peer presented in TLS.
 	PeerFingerprint Fingerprint
+	// KeyHint compares the public key the peer published in its presence (<e2e/>, seed 000)
+	// with the key of the certificate it presented: a hint to show next to PeerFingerprint,
+	// never verification (the server can change presence).
+	KeyHint p2p.KeyHint
 	// Pinned reports whether this session pinned PeerFingerprint (srp or leap of faith).
 	Pinned bool
 	// SetupTime is the time from Open (or session-initiate) to the open stream.
@@ -198,6 +212,7 @@ type Session struct {
 	c     *Client
 	js    *jingle.Session
 	isS5B bool
+	s5b   *socks5.JingleTransport // the SOCKS5 transport, for Path
 	tls   *tls.Conn
 	raw   net.Conn
 	cork  *corkConn // the initiator's write combiner during set-up (cork.go)
@@ -283,6 +298,10 @@ func NewClient(link Link, cfg Config) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.caps == nil {
 		c.caps = disco.NewCache(1024)
+	}
+	c.peers = p2p.NewTable(1024)
+	if pl, ok := link.(PresenceLink); ok {
+		c.removers = append(c.removers, pl.HandlePresence(c.onPresence))
 	}
 	c.ibb = ibb.NewHandler(link, cfg.IBB)
 	if cfg.Jingle != nil {

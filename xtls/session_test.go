@@ -47,6 +47,7 @@ type partyOpts struct {
 	proxies    []socks5.Streamhost
 	transports xtls.TransportPolicy
 	apps       []xtls.Application // Config.Applications (conn_test.go)
+	tweak      func(*xtls.Config) // last changes to the configuration (p2p_test.go)
 }
 
 func newParty(t testing.TB, n *xmpptest.Network, jid string, o partyOpts) *party {
@@ -84,6 +85,9 @@ func newParty(t testing.TB, n *xmpptest.Network, jid string, o partyOpts) *party
 		}
 		t.Cleanup(func() { _ = l.Close() })
 		cfg.S5B.Listener = l
+	}
+	if o.tweak != nil {
+		o.tweak(&cfg)
 	}
 	c, err := xtls.NewClient(p.link, cfg)
 	if err != nil {
@@ -510,8 +514,8 @@ func TestJS5B14_FallbackToIBB(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	if sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB {
-		t.Fatalf("transports %q/%q, want ibb", sa.Transport, sb.Transport)
+	if sa.Transport != xtls.TransportNameIBB || sb.Transport != xtls.TransportNameIBB || sa.Path != xtls.PathIBB || sb.Path != xtls.PathIBB {
+		t.Fatalf("transports %q/%q paths %q/%q, want ibb", sa.Transport, sb.Transport, sa.Path, sb.Path)
 	}
 	mu.Lock()
 	if !replaced || !accepted {

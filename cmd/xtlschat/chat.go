@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/xtlsjingle/xtlsjingle/p2p"
 	"github.com/xtlsjingle/xtlsjingle/xmlstream"
 	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
@@ -103,7 +104,40 @@ func xtlsOpenOptions(st *store, o openOptions) (*xtls.OpenOptions, error) {
 
 // sessionEvent describes an established session for the scriptable output and the UI.
 func sessionEvent(st *store, s *xtls.Session) (session event, pinned *event) {
-	return securedEvent(st, s.Peer, s.Method, s.Transport, s.PeerFingerprint, s.Pinned)
+	session, pinned = securedEvent(st, s.Peer, s.Method, s.Transport, s.PeerFingerprint, s.Pinned)
+	return withPath(session, s.Path, s.KeyHint), pinned
+}
+
+// withPath adds which candidate won and the published-key hint to a session event.
+func withPath(e event, path string, hint p2p.KeyHint) event {
+	e.Route, e.KeyHint = path, hint.String()
+	return e
+}
+
+// pathText describes a Session.Path for the terminal.
+func pathText(path string) string {
+	switch path {
+	case xtls.PathDirectLocal:
+		return "direct, local network"
+	case xtls.PathDirectExternal:
+		return "direct, across the Internet"
+	case xtls.PathProxy:
+		return "via the server's SOCKS5 proxy"
+	case xtls.PathIBB:
+		return "in-band through the servers"
+	}
+	return path
+}
+
+// keyHintText describes a published-key hint for the terminal (never a verification).
+func keyHintText(h p2p.KeyHint) string {
+	switch h {
+	case p2p.KeyHintMatches:
+		return "the key published in its presence matches the TLS certificate (a hint, not a verification)"
+	case p2p.KeyHintDiffers:
+		return "the key published in its presence DIFFERS from the TLS certificate (the pin or password decides; the server can change presence)"
+	}
+	return "no key published in its presence"
 }
 
 // securedEvent describes a secured session or transfer (sessionEvent, files.go).

@@ -265,7 +265,7 @@ func (u *ui) cmdSessions([]string) {
 		if cs == u.current {
 			mark = "*"
 		}
-		u.say("%s %d  %s  %s over %s", mark, cs.n, escapeTerminal(cs.s.Peer), cs.s.Method, cs.s.Transport)
+		u.say("%s %d  %s  %s over %s (%s)", mark, cs.n, escapeTerminal(cs.s.Peer), cs.s.Method, cs.s.Transport, cs.s.Path)
 	}
 	for _, p := range u.offers {
 		what := ""
@@ -315,6 +315,7 @@ func (u *ui) cmdFP(args []string) {
 		u.say("Peer %s in session %d:", escapeTerminal(u.current.s.Peer), u.current.n)
 		u.say("  %s", pf.Groups())
 		u.say("  %s", pf.NI())
+		u.say("  %s", keyHintText(u.current.s.KeyHint))
 	}
 	u.say("Compare these with your peer over a channel you trust (in person, a phone call).")
 }

@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/gosrcxmpp"
+	"github.com/xtlsjingle/xtlsjingle/p2p"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
 	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
@@ -94,12 +97,27 @@ type conn struct {
 	eng  engine // c.xc
 	s5b  *socks5.Listener
 	caps *disco.Cache // the plugin's disco#info cache
+	// external is the address under which our S5B listener is reachable from the Internet
+	// (--s5b-forward or --stun; zero when unknown); gatherErrs why STUN failed.
+	external   netip.AddrPort
+	gatherErrs []error
+	published  bool // --publish-p2p: <p2p/> and <e2e/> are in our presence
+
+	mu     sync.Mutex
+	online map[string]chan struct{} // --subscribe: closed when the full JID's presence came
+}
+
+// p2pFlags are --stun, --s5b-forward and --publish-p2p.
+type p2pFlags struct {
+	stun, forward, subscribe []string
+	publish                  bool
 }
 
 // connectOptions gathers what connect needs from the flags.
 type connectOptions struct {
 	jid, password, server, serverCert string
 	s5bListen                         string
+	p2p                               p2pFlags
 	st                                *store
 	onConnEvent                       func(gosrcxmpp.Event)
 	onIncoming                        func(ctx context.Context, in *xtls.Incoming) xtls.Decision
@@ -140,14 +158,23 @@ func connect(ctx context.Context, o connectOptions) (*conn, error) {
 		files = newFileReceiver(fileHooks{}, 0)
 	}
 	cfg.Applications = []xtls.Application{files.application()}
+	// The same-network rule for contacts that publish <p2p/> (seed 000): our external IP,
+	// when --stun learns it, tells whether a contact is behind the same NAT.
+	cfg.P2P = &xtls.P2PConfig{}
 	if o.s5bListen != "" {
-		l, err := socks5.Listen(o.s5bListen)
+		// Reusable, so that STUN over TCP leaves from the listener's own port (p2p.Gather).
+		ln, err := p2p.ListenReusable(ctx, o.s5bListen)
 		if err != nil {
 			link.Close()
 			return nil, usageErr(fmt.Errorf("--s5b-listen %s: %w", o.s5bListen, err))
 		}
+		l := socks5.NewListener(ln, 0)
 		c.s5b = l
 		cfg.S5B.Listener = l
+		if err := c.gather(ctx, o.p2p, &cfg); err != nil {
+			c.close()
+			return nil, usageErr(err)
+		}
 	}
 	// A server without a proxy is fine (direct candidates and IBB remain); a proxy we cannot
 	// use is left out.
@@ -162,14 +189,145 @@ func connect(ctx context.Context, o connectOptions) (*conn, error) {
 	c.eng = c.xc
 	info := cfg.DiscoInfo()
 	caps, err := disco.MarshalCaps(disco.CapsOf(disco.CapsNode, info))
+	var extra [][]byte
 	if err == nil {
-		err = link.SetPresence(ctx, caps)
+		extra, err = c.xc.PresencePayloads()
+		c.published = len(extra) > 0
+	}
+	if err == nil {
+		c.subscribe(ctx, o.p2p.subscribe)
+		err = link.SetPresence(ctx, append([][]byte{caps}, extra...)...)
 	}
 	if err != nil {
 		c.close()
 		return nil, &exitError{code: exitConnect, err: fmt.Errorf("cannot send presence: %w", err)}
 	}
 	return c, nil
+}
+
+// gather learns our external address from --stun and --s5b-forward (p2p.Gather), offers it as
+// assisted candidates and, with --publish-p2p, sets what our presence publishes.
+func (c *conn) gather(ctx context.Context, f p2pFlags, cfg *xtls.Config) error {
+	ta, ok := c.s5b.Addr().(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("--s5b-listen: not a TCP listener")
+	}
+	if len(f.stun) == 0 && len(f.forward) == 0 && !f.publish {
+		return nil
+	}
+	res, err := p2p.Gather(ctx, p2p.Config{Listener: ta, Servers: f.stun, UDP: true, Forwarded: f.forward})
+	if err != nil {
+		return fmt.Errorf("--s5b-forward: %w", err)
+	}
+	c.gatherErrs = res.Errors
+	cfg.S5B.Extra = res.Assisted
+	cfg.P2P.ExternalIP = res.ExternalIP
+	if len(res.Assisted) > 0 {
+		c.external, _ = netip.ParseAddrPort(res.Assisted[0])
+	}
+	if !cfg.P2P.ExternalIP.IsValid() && c.external.IsValid() {
+		// No STUN answer: a forward's external IP is ours too (the same-network rule).
+		cfg.P2P.ExternalIP = c.external.Addr()
+	}
+	if !f.publish {
+		return nil
+	}
+	cfg.P2P.PublishKey = true
+	local, _ := netip.AddrFromSlice(ta.IP)
+	local = local.Unmap()
+	if local.IsUnspecified() {
+		// Listening on every interface: publish the first host address we offer.
+		if hosts, err := socks5.HostAddresses(nil, false); err == nil && len(hosts) > 0 {
+			local, _ = netip.ParseAddr(hosts[0])
+		}
+	}
+	if c.external.IsValid() && local.IsValid() && !local.IsUnspecified() {
+		cfg.P2P.Publish = p2p.P2P{External: c.external, Local: netip.AddrPortFrom(local, uint16(ta.Port))}
+	}
+	return nil
+}
+
+// subscribe asks each of jids for its presence and approves its request for ours (RFC 6121
+// §3): "subscribed" is sent at once (a pre-approval, or the answer to a stored request) and
+// again for every request that arrives later from one of them. Requests from anyone else are
+// left unanswered.
+func (c *conn) subscribe(ctx context.Context, jids []string) {
+	if len(jids) == 0 {
+		return
+	}
+	want := map[string]bool{}
+	for _, j := range jids {
+		bare, _ := xtls.BareJID(j)
+		want[bare] = true
+		_ = c.link.SendPresence(ctx, bare, "subscribe")
+		_ = c.link.SendPresence(ctx, bare, "subscribed")
+	}
+	c.online = map[string]chan struct{}{}
+	c.link.HandlePresence(func(ctx context.Context, from, typ string, _ [][]byte) {
+		bare, err := xtls.BareJID(from)
+		if err != nil || !want[bare] {
+			return
+		}
+		switch typ {
+		case "subscribe":
+			go func() { _ = c.link.SendPresence(ctx, bare, "subscribed") }() // handlers must not block
+		case "available":
+			c.mu.Lock()
+			ch := c.onlineLocked(from)
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+			c.mu.Unlock()
+		}
+	})
+}
+
+func (c *conn) onlineLocked(jid string) chan struct{} {
+	ch := c.online[jid]
+	if ch == nil {
+		ch = make(chan struct{})
+		c.online[jid] = ch
+	}
+	return ch
+}
+
+// waitPresence waits up to d for the available presence of the full JID peer, when peer is
+// one of --subscribe, so that what it publishes (addresses, key) is known before a session.
+func (c *conn) waitPresence(ctx context.Context, peer string, d time.Duration) {
+	c.mu.Lock()
+	if c.online == nil {
+		c.mu.Unlock()
+		return
+	}
+	ch := c.onlineLocked(peer)
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// p2pSummary describes what --stun, --s5b-forward and --publish-p2p achieved, for the user.
+func (c *conn) p2pSummary() []string {
+	var out []string
+	if c.external.IsValid() {
+		line := "your S5B listener is reachable from the Internet at " + c.external.String() + " (offered as a candidate)"
+		if c.published {
+			line += "; published in your presence with your public key"
+		}
+		out = append(out, line)
+	} else if c.published {
+		out = append(out, "your public key is published in your presence; no external address is known (no STUN answer, no --s5b-forward)")
+	}
+	for _, err := range c.gatherErrs {
+		out = append(out, err.Error())
+	}
+	return out
 }
 
 func (c *conn) close() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
+	"github.com/xtlsjingle/xtlsjingle/internal/stuntest"
 )
 
 func TestMain(m *testing.M) { prosodytest.Main(m) }
@@ -132,7 +134,8 @@ func TestE2E_Prosody(t *testing.T) {
 		t.Fatalf("srp session: %v; events %+v", err, evs)
 	}
 	s := find(evs, isEvent(evSession))
-	if len(s) != 1 || s[0].Method != "srp" || !strings.HasPrefix(s[0].Transport, "s5b") || s[0].Peer != bobJID || s[0].Verified != "srp" {
+	if len(s) != 1 || s[0].Method != "srp" || !strings.HasPrefix(s[0].Transport, "s5b") || s[0].Peer != bobJID || s[0].Verified != "srp" ||
+		s[0].Transport == "s5b-direct" && s[0].Route != "direct-local" || s[0].KeyHint != "none" {
 		t.Fatalf("srp session event: %+v", s)
 	}
 	if p := find(evs, isEvent(evPinned)); len(p) != 1 || p[0].Peer != bob || p[0].Fingerprint != ready.Fingerprint || p[0].Verified != "srp" {
@@ -149,7 +152,7 @@ func TestE2E_Prosody(t *testing.T) {
 		t.Fatalf("x509 session: %v; events %+v", err, evs)
 	}
 	s = find(evs, isEvent(evSession))
-	if len(s) != 1 || s[0].Method != "x509" || s[0].Transport != "ibb" {
+	if len(s) != 1 || s[0].Method != "x509" || s[0].Transport != "ibb" || s[0].Route != "ibb" {
 		t.Fatalf("x509 session event: %+v", s)
 	}
 	if in := find(evs, func(e event) bool { return e.Event == evMessage && e.Dir == "in" }); len(in) != 1 || in[0].Text != text {
@@ -205,7 +208,10 @@ func TestE2E_Prosody(t *testing.T) {
 	if exitCode(err) != exitSecurity {
 		t.Fatalf("wrong password: err %v (exit %d), want exit %d; events %+v", err, exitCode(err), exitSecurity, evs)
 	}
-	if e := find(evs, isEvent(evError)); len(e) != 1 || !strings.Contains(e[0].Message, "wrong shared password or an attack") {
+	// Alice reads either bob's XSRP failure record or, when bob's session-terminate through
+	// the server closes the bytestream first, his reason text: both say what happened.
+	if e := find(evs, isEvent(evError)); len(e) != 1 || !strings.Contains(e[0].Message, "wrong shared password or an attack") &&
+		!strings.Contains(e[0].Message, "(reported by the peer): wrong password or attack") {
 		t.Fatalf("error event: %+v", e)
 	}
 	bobErr := bobOut.waitFor(t, "bob's error", isEvent(evError))
@@ -277,4 +283,57 @@ func newE2ESetup(t *testing.T, sharedPW string) *e2eSetup {
 	e.dir, certFile, e.shared = e2eFiles(t, srv, sharedPW)
 	e.common = []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
 	return e
+}
+
+// TestE2E_STUNPublishSubscribe (SEED-1, STUN-4, JS5B-2): bob learns his listener's mapping
+// from a STUN server (--stun), offers and publishes it (--publish-p2p) with his key; alice
+// and bob subscribe to each other (--subscribe) through Prosody, so alice's open sees bob's
+// presence first: her session line names the route and says that the key bob published
+// matches his TLS certificate (a hint).
+func TestE2E_STUNPublishSubscribe(t *testing.T) {
+	srv := prosodytest.Shared(t)
+	alice, alicePW := srv.Account(t)
+	bob, bobPW := srv.Account(t)
+	dir, certFile, shared := e2eFiles(t, srv, "correct horse battery staple")
+	stunLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stun := stuntest.Serve(stunLn, nil)
+	defer stun.Close()
+	common := []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
+
+	bobOut, bobDone := runAsync(t, bobPW, append([]string{"listen", "--jid", bob + "/xtlschat-test", "--config-dir", filepath.Join(dir, "bob"), "--from", alice,
+		"--echo", "--sessions", "1", "--shared-password-file", shared, "--stun", stunLn.Addr().String(), "--publish-p2p", "--subscribe", alice}, common...))
+	ready := bobOut.waitFor(t, "ready", isEvent(evReady))
+	if !ready.Published || !strings.HasPrefix(ready.External, "127.0.0.1:") || ready.Message != "" {
+		t.Fatalf("bob's ready event: %+v, want the STUN mapping of his listener, published", ready)
+	}
+	out := newEventBuf()
+	args := append([]string{"open", "--jid", alice + "/xtlschat-test", "--config-dir", filepath.Join(dir, "alice"), "--to", ready.JID,
+		"--method", "srp", "--transport", "s5b", "--shared-password-file", shared, "--subscribe", bob, "--message", "hi", "--wait", "1"}, common...)
+	if err := run(context.Background(), args, strings.NewReader(""), out, os.Stderr, envOf(map[string]string{envPassword: alicePW})); err != nil {
+		t.Fatalf("open: %v; events %+v", err, out.events(t))
+	}
+	s := find(out.events(t), isEvent(evSession))
+	if len(s) != 1 || s[0].KeyHint != "matches" || (s[0].Route != "direct-local" && s[0].Route != "direct-external") {
+		t.Fatalf("alice's session event %+v, want key_hint matches and a direct route", s)
+	}
+	t.Logf("alice's route to bob: %s (%s)", s[0].Route, s[0].Transport)
+	if err := <-bobDone; err != nil {
+		t.Fatalf("bob's listen: %v", err)
+	}
+}
+
+// runAsync runs xtlschat with args and the account password pw on a goroutine until it exits
+// (or the test ends) and returns its events and its result.
+func runAsync(t *testing.T, pw string, args []string) (*eventBuf, <-chan error) {
+	out := newEventBuf()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, args, strings.NewReader(""), out, os.Stderr, envOf(map[string]string{envPassword: pw}))
+	}()
+	return out, done
 }

@@ -11,10 +11,10 @@ import (
 
 // Event kinds printed by the scriptable subcommands, one JSON object per line.
 const (
-	evReady    = "ready"    // connected and logged in: jid, fingerprint, ni
+	evReady    = "ready"    // connected and logged in: jid, fingerprint, ni, external, published
 	evOffer    = "offer"    // a peer asks for a session: peer, methods
 	evDeclined = "declined" // we declined an offer: peer, reason
-	evSession  = "session"  // a session is secured: peer, method, transport, fingerprint, verified
+	evSession  = "session"  // a session is secured: peer, method, transport, route, fingerprint, verified, key_hint
 	evPinned   = "pinned"   // a fingerprint was pinned: peer, fingerprint, verified
 	evMessage  = "message"  // a chat line: peer, dir ("in" or "out"), text
 	evClosed   = "closed"   // a session ended: peer, reason
@@ -52,6 +52,16 @@ type event struct {
 	// Encrypted is set on the events of file transfers: false for a transfer the user allowed
 	// unencrypted with a peer without XTLS (--allow-plaintext, --allow-plaintext-from).
 	Encrypted *bool `json:"encrypted,omitempty"`
+	// Route is which candidate won: direct-local, direct-external, proxy or ibb
+	// (xtls.Session.Path; "path" is taken by received files).
+	Route string `json:"route,omitempty"`
+	// KeyHint compares the public key the peer published in its presence with the key of its
+	// certificate: matches, differs or none. A hint only: the server can change presence.
+	KeyHint string `json:"key_hint,omitempty"`
+	// External is our S5B listener's address as reachable from the Internet (--s5b-forward or
+	// --stun), Published whether --publish-p2p put it in our presence.
+	External  string `json:"external,omitempty"`
+	Published bool   `json:"published,omitempty"`
 }
 
 // encrypted returns a pointer for event.Encrypted.

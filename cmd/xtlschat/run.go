@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -39,6 +40,18 @@ Account flags (every command):
                         (default: $XTLSCHAT_CONFIG_DIR or ~/.config/xtlschat)
   --s5b-listen ADDR     offer direct SOCKS5 connections from ADDR, e.g. 192.168.1.5:0
                         (default: none; the server's proxy and in-band streams are used)
+  --stun HOST:PORT      learn the address under which the --s5b-listen port is reachable
+                        from the Internet from this STUN server (repeatable; tried in order)
+  --s5b-forward EXTIP:PORT  a port forward on your NAT to the --s5b-listen port, offered as a
+                        candidate (repeatable; ":PORT" takes the external IP from --stun)
+  --publish-p2p         publish your external and local S5B address and your public key in
+                        your presence (urn:nf:iot:p2p:1.0), for contacts subscribed to it;
+                        a contact on the same network (same external IP) then connects to
+                        your local address. Addresses are hints: TLS still checks the peer.
+  --subscribe JID       ask for JID's presence and let JID see yours (RFC 6121 subscription,
+                        repeatable; a request from JID is approved) — how contacts learn
+                        what --publish-p2p publishes; open waits up to 5 s for the presence
+                        of a --to that --subscribe names
   -v                    print connection events to stderr
 
 Session flags (open, listen, and the interactive /open):
@@ -105,6 +118,8 @@ type environment struct {
 type options struct {
 	jid, passwordFile, server, serverCert, configDir, s5bListen string
 	verbose                                                     bool
+	stun, s5bForward, subscribe                                 stringList
+	publishP2P                                                  bool
 
 	transport, method, sharedPasswordFile string
 	timeout                               time.Duration
@@ -146,6 +161,10 @@ func newFlagSet(cmd string, o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.configDir, "config-dir", "", "directory of identity and pins")
 	fs.StringVar(&o.s5bListen, "s5b-listen", "", "address for direct SOCKS5 candidates")
 	fs.BoolVar(&o.verbose, "v", false, "print connection events")
+	fs.Var(&o.stun, "stun", "STUN server HOST:PORT (repeatable)")
+	fs.Var(&o.s5bForward, "s5b-forward", "port forward EXTIP:PORT to the S5B listener (repeatable)")
+	fs.BoolVar(&o.publishP2P, "publish-p2p", false, "publish addresses and key in presence")
+	fs.Var(&o.subscribe, "subscribe", "subscribe to JID's presence and approve its (repeatable)")
 	if cmd == "fp" {
 		return fs
 	}
@@ -204,6 +223,19 @@ func parseArgs(args []string, stderr io.Writer) (cmd string, o *options, err err
 	bare, domain := splitJID(o.jid)
 	if !strings.Contains(bare, "@") || domain == "" || strings.HasSuffix(o.jid, "/") {
 		return "", nil, usagef("--jid %q is not an account JID like romeo@example.org", o.jid)
+	}
+	if o.s5bListen == "" && (len(o.stun) > 0 || len(o.s5bForward) > 0 || o.publishP2P) {
+		return "", nil, usagef("--stun, --s5b-forward and --publish-p2p need --s5b-listen ADDR")
+	}
+	for _, f := range o.s5bForward {
+		if _, _, err := net.SplitHostPort(f); err != nil {
+			return "", nil, usagef("--s5b-forward %q is not EXTIP:PORT", f)
+		}
+	}
+	for _, j := range o.subscribe {
+		if b, err := xtls.BareJID(j); err != nil || !strings.Contains(b, "@") {
+			return "", nil, usagef("--subscribe %q is not a JID like juliet@example.org", j)
+		}
 	}
 	switch o.transport {
 	case "", "auto", "s5b", "ibb":
@@ -347,6 +379,11 @@ func promptSecret(stdin io.Reader, stderr io.Writer, prompt string) (string, err
 		return "", usagef("empty password")
 	}
 	return string(b), nil
+}
+
+// p2pFlags returns the flags of connect's peer-to-peer part.
+func (o *options) p2pFlags() p2pFlags {
+	return p2pFlags{stun: o.stun, forward: o.s5bForward, publish: o.publishP2P, subscribe: o.subscribe}
 }
 
 // transportPolicy maps --transport to the xtls policy.

@@ -56,6 +56,13 @@ func TestParseArgs(t *testing.T) {
 			}
 			return nil
 		}},
+		{[]string{"listen", "--jid", "juliet@example.org", "--s5b-listen", "0.0.0.0:5000", "--stun", "127.0.0.1:3478", "--stun", "stun.example.org", "--s5b-forward", "203.0.113.5:40000", "--publish-p2p"}, "listen", func(o *options) error {
+			f := o.p2pFlags()
+			if len(f.stun) != 2 || f.stun[1] != "stun.example.org" || len(f.forward) != 1 || f.forward[0] != "203.0.113.5:40000" || !f.publish {
+				return fmt.Errorf("p2p flags: %+v", f)
+			}
+			return nil
+		}},
 		{[]string{"fp", "--jid", "romeo@example.org", "--config-dir", "/x"}, "fp", func(o *options) error {
 			if o.configDir != "/x" {
 				return fmt.Errorf("fp: %+v", o)
@@ -97,6 +104,9 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"listen", "--jid", "romeo@example.org", "--sessions", "-1"}, "--sessions"},
 		{[]string{"listen", "--jid", "romeo@example.org", "--timeout", "0s"}, "--timeout"},
 		{[]string{"fp", "--jid", "romeo@example.org", "--method", "srp"}, "not defined"},
+		{[]string{"--jid", "romeo@example.org", "--stun", "127.0.0.1:3478"}, "need --s5b-listen"},
+		{[]string{"--jid", "romeo@example.org", "--publish-p2p"}, "need --s5b-listen"},
+		{[]string{"--jid", "romeo@example.org", "--s5b-listen", ":0", "--s5b-forward", "203.0.113.5"}, "not EXTIP:PORT"},
 	}
 	for _, tt := range bad {
 		_, _, err := parseArgs(tt.args, io.Discard)

@@ -32,9 +32,20 @@ func verboseEvents(o *options, stderr io.Writer) func(gosrcxmpp.Event) {
 	}
 }
 
+// readyEvent describes the logged-in account, with the external address --stun or
+// --s5b-forward gave (and why STUN failed, in message).
 func readyEvent(c *conn, st *store) event {
 	fp := st.identity.Fingerprint()
-	return event{Event: evReady, JID: c.link.LocalJID(), Fingerprint: fp.Groups(), NI: fp.NI()}
+	ev := event{Event: evReady, JID: c.link.LocalJID(), Fingerprint: fp.Groups(), NI: fp.NI(), Published: c.published}
+	if c.external.IsValid() {
+		ev.External = c.external.String()
+	}
+	var errs []string
+	for _, err := range c.gatherErrs {
+		errs = append(errs, err.Error())
+	}
+	ev.Message = strings.Join(errs, "; ")
+	return ev
 }
 
 // failEvent prints err as an error event and returns it.
@@ -57,6 +68,7 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 	}
 	defer c.close()
 	ew.emit(readyEvent(c, st))
+	c.waitPresence(ctx, o.to, 5*time.Second) // --subscribe: learn what the peer publishes first
 	s, err := openSession(ctx, c.eng, st, openOptions{peer: o.to, transport: o.transport, method: o.method, password: shared, timeout: o.timeout})
 	if err != nil {
 		return failEvent(ew, o.to, err)
@@ -156,7 +168,7 @@ func runOpen(ctx context.Context, o *options, st *store, password string, stdin 
 // sessions are declined with a declined event.
 func connectInitiator(ctx context.Context, o *options, st *store, password string, stderr io.Writer, ew *eventWriter, cmd string) (*conn, error) {
 	return connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st, p2p: o.p2pFlags(),
 		onConnEvent: verboseEvents(o, stderr),
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
 			ew.emit(event{Event: evDeclined, Peer: in.Peer, Reason: "xtlschat " + cmd + " does not accept sessions"})
@@ -198,7 +210,7 @@ func runListen(ctx context.Context, o *options, st *store, password string, stdo
 	defer fcancel()
 	files := listenFiles(fctx, o, st, ew, shared, endSession)
 	c, err := connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st, p2p: o.p2pFlags(),
 		files:       files,
 		onConnEvent: verboseEvents(o, stderr),
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {

@@ -33,7 +33,7 @@ func connEvents(ew *eventWriter, st *store, x xferConn) {
 	c := x.secure
 	sev, pinned := securedEvent(st, c.Peer, c.Method, c.Transport, c.PeerFingerprint, c.Pinned)
 	sev.Encrypted = encrypted(true)
-	ew.emit(sev)
+	ew.emit(withPath(sev, c.Path, c.KeyHint))
 	if pinned != nil {
 		ew.emit(*pinned)
 	}

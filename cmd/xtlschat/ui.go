@@ -164,7 +164,7 @@ func runInteractive(ctx context.Context, o *options, st *store, password string,
 	u.say("connecting to %s as %s …", serverLabel(o), o.jid)
 	u.files = u.fileReceiver()
 	c, err := connect(ctx, connectOptions{
-		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st,
+		jid: o.jid, password: password, server: o.server, serverCert: o.serverCert, s5bListen: o.s5bListen, st: st, p2p: o.p2pFlags(),
 		files:       u.files,
 		onConnEvent: func(e gosrcxmpp.Event) { u.post(msgConn{e}) },
 		onIncoming: func(ctx context.Context, in *xtls.Incoming) xtls.Decision {
@@ -196,6 +196,9 @@ func runInteractive(ctx context.Context, o *options, st *store, password string,
 	u.say("logged in as %s. Your fingerprint: %s", c.link.LocalJID(), fp.Groups())
 	if st.created {
 		u.say("(a new identity was created in %s)", st.dir)
+	}
+	for _, line := range c.p2pSummary() {
+		u.say("%s", escapeTerminal(line))
 	}
 	u.say("Type /help for commands, /open FULL-JID to start a secure session.")
 
@@ -377,8 +380,9 @@ func (u *ui) addSession(s *xtls.Session) {
 	if pinned != nil {
 		u.say("** %s's certificate %s is now pinned after the password check", escapeTerminal(pinned.Peer), pinned.Fingerprint)
 	}
-	u.say("** session %d with %s is secure: method %s, transport %s, %s", cs.n, escapeTerminal(s.Peer), s.Method, s.Transport, how)
-	u.say("   peer fingerprint %s — lines you type now go to this session", sev.Fingerprint)
+	u.say("** session %d with %s is secure: method %s, transport %s (%s), %s", cs.n, escapeTerminal(s.Peer), s.Method, s.Transport, pathText(s.Path), how)
+	u.say("   peer fingerprint %s — %s", sev.Fingerprint, keyHintText(s.KeyHint))
+	u.say("   lines you type now go to this session")
 	u.wg.Add(2)
 	go func() {
 		defer u.wg.Done()

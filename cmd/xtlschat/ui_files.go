@@ -176,8 +176,8 @@ func (u *ui) handleFile(m any) {
 		if pinned != nil {
 			u.say("** %s's certificate %s is now pinned after the password check", escapeTerminal(pinned.Peer), pinned.Fingerprint)
 		}
-		u.say("** transfer %d of %s %s %s is secure: method %s, transport %s, peer fingerprint %s", m.t.n, fileName(m.t.name),
-			dir, escapeTerminal(c.Peer), c.Method, c.Transport, sev.Fingerprint)
+		u.say("** transfer %d of %s %s %s is secure: method %s, transport %s (%s), peer fingerprint %s", m.t.n, fileName(m.t.name),
+			dir, escapeTerminal(c.Peer), c.Method, c.Transport, pathText(c.Path), sev.Fingerprint)
 	case msgProgress:
 		now := time.Now()
 		m.t.m.update(m.p.Done, m.p.Total, now)

@@ -238,6 +238,12 @@ func runXTLS(t *testing.T, srv *server, ao, bo xtlsOpts, wantTransport string) {
 		if sa.Transport != wantTransport || sb.Transport != wantTransport {
 			t.Fatalf("transport %s/%s, want %s", sa.Transport, sb.Transport, wantTransport)
 		}
+		// The route that won (issue 10): loopback candidates are local.
+		wantPath := map[string]string{xtls.TransportNameIBB: xtls.PathIBB, xtls.TransportNameS5BProxy: xtls.PathProxy,
+			xtls.TransportNameS5BDirect: xtls.PathDirectLocal}[wantTransport]
+		if sa.Path != wantPath || sb.Path != wantPath {
+			t.Errorf("path %s/%s, want %s", sa.Path, sb.Path, wantPath)
+		}
 		t.Logf("srp over %s through %s: Open→first stanza %v = %.1f IQ round trips (rtt %v)", sa.Transport, srv.Name, d, float64(d)/float64(r), r)
 		echoBothWays(t, sa, sb, wantTransport != xtls.TransportNameS5BProxy)
 		closeXTLS(t, sa, sb)

@@ -7,6 +7,12 @@
 //	HandleIQ(space, local string, h func(ctx context.Context, from, to, typ string, payload []byte) ([]byte, error)) (remove func())
 //	SendMessage(ctx context.Context, to string, payload []byte) error
 //	HandleMessage(space, local string, h func(ctx context.Context, from, to string, payload []byte)) (remove func())
+//	SetPresence(ctx context.Context, payloads ...[]byte) error
+//	HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func())
+//
+// Presence is broadcast to every other party, as if all were subscribed to each other: a
+// party's SetPresence reaches everyone, a party that sets its first presence receives the
+// current presence of the others (the server's initial presence), and Close sends unavailable.
 //
 // Like gosrc.io/xmpp (GOSRC.md §3.A4), every stanza is handed to its handler on a goroutine of
 // its own, so arrival order is not guaranteed even without faults. Faults can be injected per
@@ -47,6 +53,7 @@ type Kind int
 const (
 	KindIQ Kind = iota
 	KindMessage
+	KindPresence
 )
 
 // Stanza is what an observer sees for every stanza the network carries (before faults apply).
@@ -54,9 +61,9 @@ type Stanza struct {
 	Kind    Kind
 	From    string
 	To      string
-	Type    string // get, set, result or error for IQs; empty for messages
+	Type    string // get, set, result or error for IQs; empty for messages; available or unavailable for presence
 	ID      string
-	Payload []byte // the child element (nil for an empty result or an error)
+	Payload []byte // the child element (nil for an empty result or an error; presence: the children concatenated)
 	Err     *StanzaError
 }
 
@@ -203,10 +210,16 @@ type Party struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 
-	mu      sync.Mutex
-	iqs     map[xml.Name]*iqHandler
-	msgs    map[xml.Name]*msgHandler
-	pending map[string]chan response
+	mu       sync.Mutex
+	iqs      map[xml.Name]*iqHandler
+	msgs     map[xml.Name]*msgHandler
+	pending  map[string]chan response
+	presence [][]byte // our current presence's children; nil: none sent yet
+	pres     map[*presenceHandler]struct{}
+}
+
+type presenceHandler struct {
+	h func(ctx context.Context, from, typ string, payloads [][]byte)
 }
 
 // LocalJID returns the party's full JID.
@@ -217,6 +230,12 @@ func (p *Party) LocalJID() string { return p.jid }
 func (p *Party) Close() {
 	if p.closed.Swap(true) {
 		return
+	}
+	p.mu.Lock()
+	online := p.presence != nil
+	p.mu.Unlock()
+	if online {
+		p.broadcastPresence("unavailable", nil)
 	}
 	p.cancel()
 	p.mu.Lock()
@@ -398,6 +417,105 @@ func (p *Party) HandleMessage(space, local string, h func(ctx context.Context, f
 		if p.msgs[name] == e {
 			delete(p.msgs, name)
 		}
+		p.mu.Unlock()
+	}
+}
+
+// SetPresence sends our available presence with payloads (each one XML element) as children
+// to every other party, replacing the presence set before. The first call also delivers the
+// current presence of every other party that has one to us, as a server does after initial
+// presence.
+func (p *Party) SetPresence(ctx context.Context, payloads ...[]byte) error {
+	kids := make([][]byte, len(payloads))
+	for i, b := range payloads {
+		if _, err := elementName(b); err != nil {
+			return fmt.Errorf("xmpptest: presence payload: %w", err)
+		}
+		kids[i] = bytes.Clone(b)
+	}
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	first := p.presence == nil
+	p.presence = kids
+	p.mu.Unlock()
+	p.broadcastPresence("available", kids)
+	if first {
+		p.net.mu.Lock()
+		others := make([]*Party, 0, len(p.net.parties))
+		for _, o := range p.net.parties {
+			if o != p && !o.closed.Load() {
+				others = append(others, o)
+			}
+		}
+		p.net.mu.Unlock()
+		for _, o := range others {
+			o.mu.Lock()
+			kids := o.presence
+			o.mu.Unlock()
+			if kids != nil {
+				o.sendPresence(p, "available", kids)
+			}
+		}
+	}
+	return nil
+}
+
+// broadcastPresence sends our presence of type typ to every other party.
+func (p *Party) broadcastPresence(typ string, kids [][]byte) {
+	p.net.mu.Lock()
+	others := make([]*Party, 0, len(p.net.parties))
+	for _, o := range p.net.parties {
+		if o != p {
+			others = append(others, o)
+		}
+	}
+	p.net.mu.Unlock()
+	for _, o := range others {
+		p.sendPresence(o, typ, kids)
+	}
+}
+
+// sendPresence delivers one presence from p to target's presence handlers.
+func (p *Party) sendPresence(target *Party, typ string, kids [][]byte) {
+	id := "p" + strconv.FormatUint(p.net.nextID.Add(1), 10)
+	p.net.deliver(Stanza{Kind: KindPresence, From: p.jid, To: target.jid, Type: typ, ID: id, Payload: bytes.Join(kids, nil)}, func() {
+		if target.closed.Load() {
+			return
+		}
+		target.mu.Lock()
+		hs := make([]*presenceHandler, 0, len(target.pres))
+		for h := range target.pres {
+			hs = append(hs, h)
+		}
+		target.mu.Unlock()
+		for _, h := range hs {
+			func() {
+				defer func() { _ = recover() }()
+				h.h(target.ctx, p.jid, typ, kids)
+			}()
+		}
+	})
+}
+
+// HandlePresence installs h for every presence of type available or unavailable that reaches
+// the party (from is the sender's full JID, payloads its child elements); several handlers
+// may be installed. remove uninstalls h.
+func (p *Party) HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func()) {
+	e := &presenceHandler{h: h}
+	p.mu.Lock()
+	if p.pres == nil {
+		p.pres = map[*presenceHandler]struct{}{}
+	}
+	p.pres[e] = struct{}{}
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.pres, e)
 		p.mu.Unlock()
 	}
 }

@@ -212,3 +212,50 @@ func TestMessagesAndClose(t *testing.T) {
 	}
 	close(block)
 }
+
+// TestPresence: available presence with its children reaches the other party, a late
+// party gets the current presence of those online, and Close sends unavailable.
+func TestPresence(t *testing.T) {
+	n := NewNetwork(1)
+	a, b := n.Party("a@x/1"), n.Party("b@x/2")
+	type pres struct {
+		from, typ string
+		kids      int
+	}
+	got := make(chan pres, 8)
+	b.HandlePresence(func(_ context.Context, from, typ string, kids [][]byte) {
+		got <- pres{from, typ, len(kids)}
+	})
+	if err := a.SetPresence(t.Context(), []byte("<c xmlns='urn:t'/>"), []byte("<d xmlns='urn:t'/>")); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-got; p != (pres{"a@x/1", "available", 2}) {
+		t.Errorf("got %+v", p)
+	}
+	if err := a.SetPresence(t.Context(), []byte("<c")); err == nil {
+		t.Error("malformed payload accepted")
+	}
+	// c arrives later and receives a's presence on its first own presence.
+	c := n.Party("c@x/3")
+	cgot := make(chan string, 4)
+	remove := c.HandlePresence(func(_ context.Context, from, typ string, _ [][]byte) { cgot <- from + " " + typ })
+	if err := c.SetPresence(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-cgot; s != "a@x/1 available" {
+		t.Errorf("c got %q", s)
+	}
+	if p := <-got; p != (pres{"c@x/3", "available", 0}) {
+		t.Errorf("b got %+v", p)
+	}
+	remove()
+	a.Close()
+	if p := <-got; p != (pres{"a@x/1", "unavailable", 0}) {
+		t.Errorf("after Close got %+v", p)
+	}
+	select {
+	case s := <-cgot:
+		t.Errorf("removed handler called: %q", s)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

@@ -1,0 +1,118 @@
+package p2p
+
+import (
+	"bytes"
+	"encoding/xml"
+	"sync"
+)
+
+// Published is what one full JID published in its latest available presence.
+type Published struct {
+	// P2P is its <p2p/>, nil when absent or malformed.
+	P2P *P2P
+	// E2E is its <e2e/>, nil when absent or malformed.
+	E2E *E2E
+}
+
+// Table remembers the <p2p/> and <e2e/> elements of contacts' presence per full JID. It is
+// bounded (the oldest entry is dropped when full) and safe for concurrent use. Feed it every
+// available presence with Update and every unavailable one with Forget.
+type Table struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]Published
+	order   []string // insertion order of entries, for eviction
+}
+
+// NewTable returns a table of at most max full JIDs (max < 1 means 1024).
+func NewTable(max int) *Table {
+	if max < 1 {
+		max = 1024
+	}
+	return &Table{max: max, entries: map[string]Published{}}
+}
+
+// Update records what jid published in an available presence whose child elements are
+// payloads: a presence without <p2p/> or <e2e/> clears what was known, since a presence
+// replaces the one before. Malformed elements are ignored (and returned) as if absent.
+func (t *Table) Update(jid string, payloads [][]byte) (errs []error) {
+	var pub Published
+	for _, p := range payloads {
+		switch rootName(p) {
+		case xml.Name{Space: NS, Local: "p2p"}:
+			if v, err := ParseP2P(p); err == nil {
+				pub.P2P = &v
+			} else {
+				errs = append(errs, err)
+			}
+		case xml.Name{Space: NSE2E, Local: "e2e"}:
+			if v, err := ParseE2E(p); err == nil {
+				pub.E2E = &v
+			} else {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if pub.P2P == nil && pub.E2E == nil {
+		t.Forget(jid)
+		return errs
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.entries[jid]; !ok {
+		for len(t.entries) >= t.max && len(t.order) > 0 {
+			delete(t.entries, t.order[0])
+			t.order = t.order[1:]
+		}
+		t.order = append(t.order, jid)
+	}
+	t.entries[jid] = pub
+	return errs
+}
+
+// Forget drops what jid published (unavailable presence).
+func (t *Table) Forget(jid string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.entries[jid]; !ok {
+		return
+	}
+	delete(t.entries, jid)
+	for i, j := range t.order {
+		if j == jid {
+			t.order = append(t.order[:i:i], t.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// Lookup returns what jid published, if anything.
+func (t *Table) Lookup(jid string) (Published, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.entries[jid]
+	return p, ok
+}
+
+// Len returns the number of full JIDs in the table.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.entries)
+}
+
+// rootName returns the name of the first start element of b (cheaply; the parsers check the
+// rest), or the zero Name.
+func rootName(b []byte) xml.Name {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for range 4 {
+		tok, err := d.Token()
+		if err != nil {
+			return xml.Name{}
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			return se.Name
+		}
+	}
+	return xml.Name{}
+}

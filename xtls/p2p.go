@@ -1,0 +1,283 @@
+package xtls
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"net"
+	"net/netip"
+
+	"github.com/xtlsjingle/xtlsjingle/disco"
+	"github.com/xtlsjingle/xtlsjingle/p2p"
+	"github.com/xtlsjingle/xtlsjingle/socks5"
+)
+
+// PresenceLink is the optional presence part of a Link; gosrcxmpp.Client and
+// internal/xmpptest's parties implement it. When the link has it, NewClient installs a
+// presence handler that feeds the XEP-0115 caps of contacts' presence into Config.Caps (a
+// first Open then needs no disco#info round trip when the caps are known) and remembers the
+// <p2p/> and <e2e/> elements they publish (seed 000), per full JID until their unavailable
+// presence. A link without it works as before.
+type PresenceLink interface {
+	// SetPresence sends our available presence with payloads (each one XML element) as its
+	// children, replacing the presence before; the adapter re-sends it after reconnecting.
+	SetPresence(ctx context.Context, payloads ...[]byte) error
+	// HandlePresence installs h for incoming presence: from is the sender's full JID, typ
+	// "available" or "unavailable" (a link may deliver other types, e.g. "subscribe"; the
+	// client ignores them), payloads the child elements (bounded by the link). h must not
+	// block. remove uninstalls it.
+	HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func())
+}
+
+// P2PConfig configures the peer-to-peer hints of urn:nf:iot:p2p:1.0 (seed 000, SPEC SEED-1).
+// Every address in it or learned from presence is a hint for the order of SOCKS5 candidates;
+// the peer is authenticated by TLS (pins or XSRP) whatever address the bytestream reached.
+type P2PConfig struct {
+	// ExternalIP is our address as seen from the Internet (p2p.Result.ExternalIP from
+	// p2p.Gather). While it is zero (unknown) the rule below cannot tell the same network from
+	// another one, and a peer's candidates are tried by priority alone (JS5B-7).
+	//
+	// With ExternalIP set, connecting to a peer whose presence published <p2p/> follows the
+	// seed's rule: when its extIp equals ExternalIP we are on the same network and its
+	// candidates at locIp:locPort are tried first, otherwise those at extIp:extPort. When the
+	// preferred address is not among its candidates it is tried anyway as an alias of the
+	// peer's direct candidate on locPort (else its first direct, else its first assisted
+	// candidate), and a connection through it is reported with that candidate's cid: the
+	// published address reaches the listener that serves that candidate (a port forward to
+	// it, or its host address), the peer's listener matches our connection by DST.ADDR, not
+	// by address, and the nomination uses the candidate's priority on both sides. At most one
+	// alias per session is tried.
+	ExternalIP netip.Addr
+	// Publish, when valid, is the <p2p/> that Client.PresencePayloads returns: our external
+	// address (a port forward or the STUN mapping of our S5B listener) and the listener's
+	// local address. Everyone subscribed to our presence learns them (JS5B-17): publish only
+	// when the user asks for it.
+	Publish p2p.P2P
+	// PublishKey makes Client.PresencePayloads include <e2e/> with our certificate's public
+	// key (ed25519 or p256), which contacts may show next to our fingerprint as a hint.
+	PublishKey bool
+}
+
+// Paths reported in Session.Path: which kind of candidate carried the bytestream.
+const (
+	// PathDirectLocal: a SOCKS5 connection to a host address on the same network: a peer's
+	// direct candidate at a private or loopback address, or at the locIp it published when
+	// it is on our network; or, when the peer connected to our direct candidate, from one of
+	// its own host addresses (its direct candidates or published locIp: no NAT rewrote the
+	// source), or to a private address of ours when the peer told us no host address.
+	PathDirectLocal = "direct-local"
+	// PathDirectExternal: a direct SOCKS5 connection across the Internet: an assisted
+	// candidate (port forward, STUN mapping, a published extIp), a public host address, or a
+	// connection to us whose source is not one of the peer's host addresses (a NAT's).
+	PathDirectExternal = "direct-external"
+	// PathProxy: through a SOCKS5 proxy (XEP-0065 mediated).
+	PathProxy = "proxy"
+	// PathIBB: in-band through the servers (XEP-0047).
+	PathIBB = "ibb"
+)
+
+// PresencePayloads returns the elements Config.P2P asks to publish in our presence (<p2p/>,
+// <e2e/>), for the application to pass to its presence with its own (e.g. XEP-0115 caps):
+// nil without Config.P2P.
+func (c *Client) PresencePayloads() ([][]byte, error) {
+	pc := c.cfg.P2P
+	if pc == nil {
+		return nil, nil
+	}
+	var out [][]byte
+	if pc.Publish.External.IsValid() || pc.Publish.Local.IsValid() {
+		b, err := pc.Publish.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	if pc.PublishKey {
+		k, err := p2p.KeyOf(c.ownPublicKey())
+		if err != nil {
+			return nil, err
+		}
+		b, err := p2p.E2E{Keys: []p2p.Key{k}}.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Published returns what the full JID peer published in its latest presence (<p2p/>,
+// <e2e/>); ok is false when nothing is known.
+func (c *Client) Published(peer string) (p2p.Published, bool) {
+	return c.peers.Lookup(peer)
+}
+
+func (c *Client) ownPublicKey() crypto.PublicKey {
+	cert := c.cfg.Identity.Certificate()
+	if cert.Leaf != nil {
+		return cert.Leaf.PublicKey
+	}
+	if x, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+// onPresence feeds contacts' presence into the caps cache and the table of published
+// elements. Our own presence, echoed by the server, is skipped.
+func (c *Client) onPresence(_ context.Context, from, typ string, payloads [][]byte) {
+	if from == c.link.LocalJID() {
+		return
+	}
+	if typ == "unavailable" {
+		c.caps.Forget(from)
+		c.peers.Forget(from)
+		return
+	}
+	if typ != "available" {
+		return
+	}
+	for _, p := range payloads {
+		if cp, err := disco.ParseCaps(p); err == nil {
+			c.caps.SetCaps(from, cp)
+		}
+	}
+	c.peers.Update(from, payloads)
+}
+
+// keyHint compares what peer published in <e2e/> with the public key of the certificate it
+// presented in TLS (a display hint, never verification).
+func (c *Client) keyHint(peer string, pub crypto.PublicKey) p2p.KeyHint {
+	if p, ok := c.peers.Lookup(peer); ok && p.E2E != nil {
+		return p.E2E.Matches(pub)
+	}
+	return p2p.KeyHintNone
+}
+
+// s5bOrder returns the candidate-ordering hint for a SOCKS5 transport with peer
+// (socks5.Config.Order), or nil without Config.P2P.
+func (c *Client) s5bOrder(peer string) func([]socks5.Candidate) []socks5.Candidate {
+	if c.cfg.P2P == nil || !c.cfg.P2P.ExternalIP.IsValid() {
+		return nil
+	}
+	ext := c.cfg.P2P.ExternalIP
+	return func(cands []socks5.Candidate) []socks5.Candidate {
+		pub, ok := c.peers.Lookup(peer)
+		if !ok || pub.P2P == nil {
+			return cands
+		}
+		return orderByPublished(cands, *pub.P2P, ext)
+	}
+}
+
+// orderByPublished implements the seed's rule on the peer's candidates (see P2PConfig).
+func orderByPublished(cands []socks5.Candidate, pub p2p.P2P, ourExternal netip.Addr) []socks5.Candidate {
+	same := p2p.SameNetwork(ourExternal, pub)
+	want := pub.Order(ourExternal)[0]
+	var first, rest []socks5.Candidate
+	for _, cd := range cands {
+		if cd.Type != socks5.Proxy && candidateAt(cd, want) {
+			first = append(first, cd)
+		} else {
+			rest = append(rest, cd)
+		}
+	}
+	if len(first) == 0 {
+		if base, ok := aliasBase(cands, pub.Local.Port()); ok {
+			a := base
+			a.Host, a.Port = want.Addr().String(), int(want.Port())
+			a.Type = socks5.Assisted
+			if same {
+				a.Type = socks5.Direct
+			}
+			first = append(first, a)
+		}
+	}
+	return append(first, rest...)
+}
+
+// candidateAt reports whether cd is at address a.
+func candidateAt(cd socks5.Candidate, a netip.AddrPort) bool {
+	ip, err := netip.ParseAddr(cd.Host)
+	return err == nil && ip.Unmap() == a.Addr() && cd.Port == int(a.Port())
+}
+
+// aliasBase picks the peer candidate an alias stands for: its direct candidate on the
+// published local port, else its first direct candidate, else its first assisted one (all
+// of them are served by its one listener).
+func aliasBase(cands []socks5.Candidate, locPort uint16) (socks5.Candidate, bool) {
+	for _, ok := range []func(socks5.Candidate) bool{
+		func(cd socks5.Candidate) bool { return cd.Type == socks5.Direct && cd.Port == int(locPort) },
+		func(cd socks5.Candidate) bool { return cd.Type == socks5.Direct },
+		func(cd socks5.Candidate) bool { return cd.Type == socks5.Assisted },
+	} {
+		for _, cd := range cands {
+			if ok(cd) {
+				return cd, true
+			}
+		}
+	}
+	return socks5.Candidate{}, false
+}
+
+// s5bPath names the path of a SOCKS5 bytestream (see the Path constants).
+func (c *Client) s5bPath(s *Session, conn net.Conn, kind string) string {
+	if kind == TransportNameS5BProxy {
+		return PathProxy
+	}
+	if s.s5b == nil {
+		return PathDirectExternal
+	}
+	n := s.s5b.Nominated()
+	if n.Type == socks5.Assisted {
+		return PathDirectExternal
+	}
+	pub, _ := c.peers.Lookup(s.Peer)
+	remote := s.s5b.Remote()
+	for _, rc := range remote {
+		if rc.CID != n.CID {
+			continue
+		}
+		// We connected to the peer's direct candidate (or an alias at its locIp).
+		if isLocalIP(n.Host) {
+			return PathDirectLocal
+		}
+		if pub.P2P != nil && c.cfg.P2P != nil && p2p.SameNetwork(c.cfg.P2P.ExternalIP, *pub.P2P) {
+			return PathDirectLocal
+		}
+		return PathDirectExternal
+	}
+	// The peer connected to our direct candidate: local when the connection comes from one of
+	// its host addresses, which a NAT on the way would have replaced by its own.
+	ta, ok := conn.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return PathDirectExternal
+	}
+	src, _ := netip.AddrFromSlice(ta.IP)
+	src = src.Unmap()
+	known := pub.P2P != nil
+	for _, rc := range remote {
+		ip, err := netip.ParseAddr(rc.Host)
+		if err != nil || rc.Type != socks5.Direct {
+			continue
+		}
+		known = true
+		if ip.Unmap() == src {
+			return PathDirectLocal
+		}
+	}
+	if pub.P2P != nil && pub.P2P.Local.Addr() == src {
+		return PathDirectLocal
+	}
+	if !known && isLocalIP(n.Host) {
+		// Nothing says where the peer is: it reached a private host address of ours.
+		return PathDirectLocal
+	}
+	return PathDirectExternal
+}
+
+// isLocalIP reports whether host is a private, loopback or link-local IP address.
+func isLocalIP(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && (ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast())
+}
