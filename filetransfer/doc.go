@@ -20,6 +20,9 @@
 // yields (the *tls.Conn of XTLS). A bytestream that is not a completed TLS connection is
 // refused with <security-error/> unless the user allowed plaintext for that one transfer
 // (SendOptions.AllowPlaintext, ReceiveOptions.AllowPlaintext; default false, never silently).
+// With XTLS such a bytestream comes only from xtls.Client.OpenPlaintext or
+// xtls.Application.Plaintext, for a peer without XTLS and the user's consent per transfer.
+// Offered names with invisible format characters such as bidi overrides are refused (ValidName).
 //
 // The receiver first calls CheckOffer (refuses names that could leave the download
 // directory or hide a dot file, unknown or too large sizes, names that exist; reports the

@@ -13,13 +13,18 @@ import (
 // HandleJingle takes a session a peer initiated (the jingle.Config.Incoming callback of the
 // manager the client created, or of the application's manager when Config.Jingle is set). It
 // returns false without touching the session when it is neither an XTLS xmlstream session nor
-// an XTLS session of one of Config.Applications, so that the application can route it
-// elsewhere; otherwise it runs the responder side until the stream is open (delivered through
+// a session of one of Config.Applications (with <security/>, or without it: then it goes to
+// Application.Plaintext or is declined, see OpenPlaintext), so that the application can route
+// it elsewhere; otherwise it runs the responder side until the stream is open (delivered through
 // Accept; for an Application the secured Conn goes to Application.Secured) or the session
 // failed (Config.OnError or Application.Failed), and returns true.
 func (c *Client) HandleJingle(js *jingle.Session) bool {
 	offered, app, found := c.match(js)
+	var plain *Application // an Application offered without <security/> (plaintext.go)
 	if !found {
+		offered, plain = c.plaintextOffer(js)
+	}
+	if !found && plain == nil {
 		if c.ownJ {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = js.Terminate(ctx, &jingle.Reason{Condition: jingle.UnsupportedApplications})
@@ -41,6 +46,10 @@ func (c *Client) HandleJingle(js *jingle.Session) bool {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.SetupTimeout)
 	defer cancel()
+	if plain != nil {
+		c.handlePlaintext(ctx, js, offered, plain, start)
+		return true
+	}
 	s := &Session{c: c, js: js, Peer: js.Peer(), SID: js.SID(), app: app, done: make(chan struct{})}
 	if err := c.acceptSession(ctx, s, offered); err != nil {
 		c.failed(s, err)

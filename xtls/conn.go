@@ -69,6 +69,10 @@ type Application struct {
 	// Decide accepted them (wrong password, changed certificate, no transport); otherwise
 	// Config.OnError is. It must not block.
 	Failed func(peer, sid string, err error)
+	// Plaintext, if set, is offered the incoming sessions of this application that come
+	// without <security/> from a peer without XTLS (plaintext.go); nil declines them all
+	// with <decline/>.
+	Plaintext *PlaintextHandler
 }
 
 // IncomingConn describes an incoming session of an Application for Application.Decide.
@@ -128,7 +132,8 @@ type Conn struct {
 // certificates of it are pinned), the method is chosen by XTLS-D3 with opts.Password for srp,
 // the transport follows opts.Transports or Config.Transports, and every failure ends the
 // session (<security-error/> for security failures) and returns an *Error. There is no
-// plaintext fallback.
+// plaintext fallback: for a peer without XTLS (ErrNotSupported) the caller may ask the user
+// and then call OpenPlaintext for this one session.
 func (c *Client) OpenConn(ctx context.Context, peer string, content jingle.Content, opts *OpenOptions) (*Conn, error) {
 	ns := jingle.Namespace(content.Description)
 	app := c.cfg.application(ns)
@@ -205,8 +210,8 @@ func (cfg *Config) DiscoInfo() *disco.Info {
 
 // match finds the content of js that the client handles: xmlstream, or an application of
 // Config.Applications offered with <security/>. Offers of an application without
-// <security/> (a peer without XTLS) are not matched: the application gets them (with
-// Config.Jingle) or they are refused as unsupported.
+// <security/> (a peer without XTLS) are not matched: they go to Application.Plaintext or
+// are declined (plaintext.go).
 func (c *Client) match(js *jingle.Session) (jingle.Content, *application, bool) {
 	for _, ct := range js.Contents() {
 		ns := jingle.Namespace(ct.Description)

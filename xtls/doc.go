@@ -43,6 +43,10 @@
 //   - Client.Open/Accept: sessions of the xmlstream application. Client.OpenConn and
 //     Config.Applications: the same negotiation for another Jingle application (XEP-0234 file
 //     transfer in xtlschat), which gets the secured *tls.Conn and the Jingle session (Conn).
+//   - Client.OpenPlaintext and Application.Plaintext: the only unencrypted sessions, of an
+//     Application with a peer that does not advertise XTLS, each one only on the caller's
+//     explicit request (XTLS-15); never with a peer that advertises XTLS or whose certificates
+//     are pinned (ErrPeerHasXTLS, ErrDowngrade, XTLS-25), never for xmlstream.
 //   - PresenceLink, Config.P2P, Client.PresencePayloads: contacts' presence feeds the caps
 //     cache and a table of what they publish (seed 000's <p2p/> and <e2e/>); the same-network
 //     rule orders a peer's SOCKS5 candidates; Session.Path names the route that won and

@@ -51,17 +51,11 @@ func (c *Client) open(ctx context.Context, peer string, app *application, opts *
 	if opts == nil {
 		opts = &OpenOptions{}
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClientClosed
+	ctx, leave, err := c.enter(ctx)
+	if err != nil {
+		return nil, err
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(c.ctx, cancel)() // Client.Close aborts a running Open
+	defer leave()
 	bare, err := BareJID(peer)
 	if err != nil {
 		return nil, fmt.Errorf("xtls: bad peer JID: %w", err)
@@ -274,6 +268,21 @@ func (c *Client) openSession(ctx context.Context, s *Session, ours *Security, of
 		return fail(asErr(s.Peer, err))
 	}
 	return nil
+}
+
+// enter registers a running Open with the client and returns its context, which Client.Close
+// cancels, and the function that ends it; ErrClientClosed when the client is closed.
+func (c *Client) enter(ctx context.Context) (context.Context, func(), error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil, ErrClientClosed
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel(); c.wg.Done() }, nil
 }
 
 // startClientHandshake runs the TLS client handshake of method on conn in the background and

@@ -252,7 +252,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Errors of Open.
 var (
-	// ErrNotSupported: the peer does not advertise XTLS (XTLS-1, XTLS-2, J-40).
+	// ErrNotSupported: the peer does not advertise XTLS (XTLS-1, XTLS-2, J-40). For an
+	// Application the caller may ask the user whether this one session may go unencrypted and
+	// then call OpenPlaintext; nothing is ever sent unencrypted without that call.
 	ErrNotSupported = errors.New("xtls: peer does not support XTLS end-to-end streams")
 	// ErrDowngrade: the peer no longer advertises XTLS although certificates of it are pinned
 	// — support was stripped by an attacker or the peer changed clients (XTLS-25).

@@ -27,8 +27,8 @@ func init() {
 	// Assigned here, not in the declaration, because /help refers to the table itself.
 	commands = []command{
 		{"open", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]", "open a secure session (asks for the shared password when the peer is not pinned)", (*ui).cmdOpen},
-		{"send", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto] PATH", "send a file over XTLS (asks for the shared password when the peer is not pinned)", (*ui).cmdSend},
-		{"accept", "[N] [DIR]", "accept incoming session or file N (default: the oldest; files go to DIR or the download directory); asks for the shared password if needed", (*ui).cmdAccept},
+		{"send", "FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto] [--allow-plaintext] PATH", "send a file over XTLS (asks for the shared password when the peer is not pinned); --allow-plaintext sends this one file UNENCRYPTED if the peer's client has no XTLS", (*ui).cmdSend},
+		{"accept", "[--plaintext] [N] [DIR]", "accept incoming session or file N (default: the oldest; files go to DIR or the download directory); asks for the shared password if needed; an offer that is NOT end-to-end encrypted needs --plaintext", (*ui).cmdAccept},
 		{"decline", "[N]", "decline incoming session or file N (default: the oldest)", (*ui).cmdDecline},
 		{"cancel", "[N]", "cancel file transfer N (default: the latest)", (*ui).cmdCancel},
 		{"sessions", "", "list open sessions and pending offers", (*ui).cmdSessions},
@@ -88,12 +88,15 @@ func (u *ui) cmdHelp([]string) {
 func (u *ui) sessionArgs(cmd string, args []string, more bool) (o options, peer, bare string, rest []string, ok bool) {
 	usage := "usage: /" + cmd + " FULL-JID [--transport s5b|ibb|auto] [--method x509|srp|auto]"
 	if more {
-		usage += " PATH"
+		usage += " [--allow-plaintext] PATH"
 	}
 	fs := flag.NewFlagSet("/"+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.transport, "transport", u.o.transport, "")
 	fs.StringVar(&o.method, "method", u.o.method, "")
+	if cmd == "send" {
+		fs.BoolVar(&o.allowPlaintext, "allow-plaintext", false, "")
+	}
 	// The JID comes first; flags follow it.
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		u.say("%s", usage)
@@ -201,8 +204,19 @@ func (u *ui) takeOffer(args []string) *pendingOffer {
 }
 
 func (u *ui) cmdAccept(args []string) {
+	plaintext := len(args) > 0 && args[0] == "--plaintext"
+	if plaintext {
+		args = args[1:]
+	}
 	p := u.takeOffer(args)
 	if p == nil {
+		return
+	}
+	unencrypted := p.file != nil && p.file.plaintext
+	if unencrypted && !plaintext {
+		u.offers = append([]*pendingOffer{p}, u.offers...) // still waiting
+		u.say("!! offer %d is NOT end-to-end encrypted: %s's client has no XTLS, so the servers in between can read the file.", p.n, escapeTerminal(p.in.Peer))
+		u.say("   /accept --plaintext %d [DIR] accepts this one file unencrypted anyway; /decline %d refuses it", p.n, p.n)
 		return
 	}
 	if p.file != nil && !u.chooseDir(p, args) {
@@ -211,6 +225,10 @@ func (u *ui) cmdAccept(args []string) {
 	}
 	peer := escapeTerminal(p.in.Peer)
 	switch {
+	case unencrypted:
+		p.plaintext = true
+		p.answer(xtls.Decision{})
+		u.say("-- accepted the UNENCRYPTED file from %s (your choice for this one transfer)", peer)
 	case p.in.Trusted:
 		p.answer(xtls.Decision{Password: u.shared})
 		u.say("-- accepted %s (its certificate is pinned; x509)", peer)
@@ -253,6 +271,9 @@ func (u *ui) cmdSessions([]string) {
 		what := ""
 		if p.file != nil {
 			what = "  file " + escapeTerminal(p.file.file.Name)
+			if p.file.plaintext {
+				what += " (NOT end-to-end encrypted: /accept --plaintext)"
+			}
 		}
 		u.say("? %d  %s%s  waiting for /accept or /decline", p.n, escapeTerminal(p.in.Peer), what)
 	}

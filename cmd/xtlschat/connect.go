@@ -96,6 +96,7 @@ type conn struct {
 	xc   *xtls.Client
 	eng  engine // c.xc
 	s5b  *socks5.Listener
+	caps *disco.Cache // the plugin's disco#info cache
 	// external is the address under which our S5B listener is reachable from the Internet
 	// (--s5b-forward or --stun; zero when unknown); gatherErrs why STUN failed.
 	external   netip.AddrPort
@@ -144,10 +145,11 @@ func connect(ctx context.Context, o connectOptions) (*conn, error) {
 		return nil, &exitError{code: exitConnect, err: fmt.Errorf("cannot log in to %s as %s: %w", addr, o.jid, err),
 			hint: connectHint(err, o.server == "", o.serverCert == "")}
 	}
-	c := &conn{link: link}
+	c := &conn{link: link, caps: disco.NewCache(1024)}
 	cfg := xtls.Config{
 		Identity:   o.st.identity,
 		Trust:      o.st.trust,
+		Caps:       c.caps,
 		OnIncoming: o.onIncoming,
 		OnError:    o.onSessionError,
 	}

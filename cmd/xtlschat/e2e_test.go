@@ -265,6 +265,26 @@ func mustRun(t *testing.T, args ...string) []byte {
 	return out.Bytes()
 }
 
+// e2eSetup is two accounts on the shared Prosody with the files of e2eFiles and the flags
+// every run against it needs (with a direct SOCKS5 listener).
+type e2eSetup struct {
+	alice, alicePW, bob, bobPW string
+	dir, shared                string
+	common                     []string
+}
+
+func newE2ESetup(t *testing.T, sharedPW string) *e2eSetup {
+	t.Helper()
+	srv := prosodytest.Shared(t)
+	e := &e2eSetup{}
+	e.alice, e.alicePW = srv.Account(t)
+	e.bob, e.bobPW = srv.Account(t)
+	var certFile string
+	e.dir, certFile, e.shared = e2eFiles(t, srv, sharedPW)
+	e.common = []string{"--server", srv.Addr, "--server-cert", certFile, "--s5b-listen", "127.0.0.1:0", "--timeout", "60s"}
+	return e
+}
+
 // TestE2E_STUNPublishSubscribe (SEED-1, STUN-4, JS5B-2): bob learns his listener's mapping
 // from a STUN server (--stun), offers and publishes it (--publish-p2p) with his key; alice
 // and bob subscribe to each other (--subscribe) through Prosody, so alice's open sees bob's

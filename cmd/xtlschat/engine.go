@@ -15,6 +15,9 @@ type engine interface {
 	Accept(ctx context.Context) (*xtls.Session, error)
 	// OpenConn secures a file transfer's bytestream (files.go).
 	OpenConn(ctx context.Context, peer string, content jingle.Content, o *xtls.OpenOptions) (*xtls.Conn, error)
+	// OpenPlaintext opens an unencrypted transfer with a peer without XTLS, only after the
+	// user allowed it for that transfer (files.go).
+	OpenPlaintext(ctx context.Context, peer string, content jingle.Content, o *xtls.OpenOptions) (*xtls.PlaintextConn, error)
 }
 
 var _ engine = (*xtls.Client)(nil)

@@ -51,7 +51,7 @@ func exitCode(err error) int {
 	case errors.As(err, &xe) && xe.Condition == "security-error":
 		return exitSecurity
 	case errors.As(err, &pe), errors.Is(err, xtls.ErrXSRPFailed), errors.Is(err, xtls.ErrDowngrade),
-		errors.Is(err, xtls.ErrCertificate):
+		errors.Is(err, xtls.ErrCertificate), errors.Is(err, xtls.ErrPeerHasXTLS):
 		return exitSecurity
 	case errors.Is(err, xtls.ErrNotSupported), errors.Is(err, xtls.ErrNoMethod), errors.Is(err, xtls.ErrBackoff):
 		return exitPeer
@@ -91,6 +91,11 @@ func describeRaw(err error) string {
 	case errors.Is(err, xtls.ErrXSRPFailed):
 		return "password check failed: wrong shared password or an attack — session refused, nothing was pinned"
 	}
+	var pn *plaintextNeeded
+	if errors.As(err, &pn) {
+		return pn.peer + " has no end-to-end encryption: its client does not support XTLS (or it is offline: use its full JID). " +
+			"The file was not sent. To send this one file unencrypted anyway — readable by the servers in between — " + pn.how
+	}
 	var xe *xtls.Error
 	if errors.As(err, &xe) && xe.Condition == "security-error" && xe.Text != "" {
 		by := ""
@@ -105,7 +110,9 @@ func describeRaw(err error) string {
 	case errors.Is(err, xtls.ErrNotSupported):
 		return "the peer's client does not support XTLS end-to-end sessions (or is offline: use its full JID, e.g. juliet@example.org/phone)"
 	case errors.Is(err, xtls.ErrDowngrade):
-		return "the peer no longer advertises XTLS although you have pinned it before — possible downgrade attack; session refused"
+		return "the peer no longer advertises XTLS although you have pinned it before — possible downgrade attack; session refused (nothing is ever sent unencrypted to a pinned peer, even with --allow-plaintext)"
+	case errors.Is(err, xtls.ErrPeerHasXTLS):
+		return "the peer supports XTLS, so nothing is sent to it unencrypted; fix the XTLS problem instead"
 	}
 	var ee *exitError
 	if errors.As(err, &ee) && ee.hint != "" {

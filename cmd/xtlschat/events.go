@@ -49,6 +49,9 @@ type event struct {
 	Rate        float64  `json:"rate,omitempty"`
 	Hash        string   `json:"hash,omitempty"`   // the algorithm the receiver verified, e.g. sha-256
 	SHA256      string   `json:"sha256,omitempty"` // of the whole file, hex
+	// Encrypted is set on the events of file transfers: false for a transfer the user allowed
+	// unencrypted with a peer without XTLS (--allow-plaintext, --allow-plaintext-from).
+	Encrypted *bool `json:"encrypted,omitempty"`
 	// Route is which candidate won: direct-local, direct-external, proxy or ibb
 	// (xtls.Session.Path; "path" is taken by received files).
 	Route string `json:"route,omitempty"`
@@ -60,6 +63,9 @@ type event struct {
 	External  string `json:"external,omitempty"`
 	Published bool   `json:"published,omitempty"`
 }
+
+// encrypted returns a pointer for event.Encrypted.
+func encrypted(b bool) *bool { return &b }
 
 // eventWriter writes events as JSON lines; safe for concurrent use. Peer text cannot drive a
 // terminal that shows the output: encoding/json escapes C0 controls and U+2028/U+2029, and

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -97,4 +98,46 @@ func (sc *screen) waitFor(t *testing.T, from int, want string) int {
 			t.Fatalf("the terminal did not show %q within 60 s; it shows:\n%s", want, s[from:])
 		}
 	}
+}
+
+// ptyRun is the interactive mode running on a pseudo-terminal.
+type ptyRun struct {
+	master, slave *os.File
+	sc            *screen
+	done          chan error
+	type_         func(string)
+}
+
+// startPTY runs the interactive mode with args and the account password pw on a new
+// pseudo-terminal; cancelling ctx ends it.
+func startPTY(ctx context.Context, t *testing.T, args []string, pw string) *ptyRun {
+	t.Helper()
+	r := &ptyRun{done: make(chan error, 1)}
+	r.master, r.slave = openPTY(t)
+	t.Cleanup(func() { r.master.Close() })
+	r.sc = readScreen(r.master)
+	go func() { r.done <- run(ctx, args, r.slave, r.slave, r.slave, envOf(map[string]string{envPassword: pw})) }()
+	r.type_ = func(s string) {
+		if _, err := r.master.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// quit types /quit, waits for the end of the run and closes the terminal.
+func (r *ptyRun) quit(t *testing.T) {
+	t.Helper()
+	r.type_("/quit\r")
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("interactive run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("/quit did not end the interactive run; screen:\n%s", r.sc.String())
+	}
+	r.slave.Close()
+	r.master.Close()
+	<-r.sc.done
 }

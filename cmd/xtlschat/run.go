@@ -69,11 +69,15 @@ listen: --from JID (accept only this peer, bare or full; default: everyone)  --e
         message back)  --sessions N (exit after N sessions or transfers have ended; default: run
         until killed)  --download-dir DIR (accept offered files into DIR; default: decline files)
 send:   --to FULL-JID  --file PATH (the file's name is offered, its SHA-256 is checked by the
-        receiver and printed)
+        receiver and printed)  --allow-plaintext (only if the peer's client has no XTLS at all:
+        send this one file UNENCRYPTED; never to a peer you have pinned)
 Files (listen, interactive): --download-dir DIR  --max-size BYTES (refuse larger offers; default
         no limit). A received file never replaces an existing one; a partial download
         (.NAME.part) resumes when the same file is offered again. Transfers between xtlschat
-        clients always run over XTLS (x509 or srp, as sessions do).
+        clients always run over XTLS (x509 or srp, as sessions do). A client without XTLS
+        (e.g. Libervia) can only send or receive files unencrypted: listen declines its offers
+        unless --allow-plaintext-from JID (repeatable) names it; interactively such an offer
+        is marked NOT end-to-end encrypted and needs /accept --plaintext N.
 
 Passwords never go on the command line. The account password comes from $XTLSCHAT_PASSWORD,
 --password-file, or a prompt on the terminal; the shared password for srp from
@@ -90,7 +94,9 @@ Scriptable output: one JSON object per line, e.g.
   {"event":"closed","peer":"juliet@example.org/phone","reason":"success"}
   {"event":"file-offer","peer":"…","name":"photo.jpg","size":123456}
   {"event":"progress","peer":"…","name":"photo.jpg","dir":"in","done":65536,"size":123456,"rate":1.2e6}
-  {"event":"file","peer":"…","dir":"in","name":"photo.jpg","path":"/home/me/Downloads/photo.jpg","size":123456,"hash":"sha-256","sha256":"…"}
+  {"event":"file","peer":"…","dir":"in","name":"photo.jpg","path":"/home/me/Downloads/photo.jpg","size":123456,"hash":"sha-256","sha256":"…","encrypted":true}
+  (file-offer, session, file and declined events of a transfer carry "encrypted"; false only for
+  an unencrypted transfer you allowed with a peer without XTLS)
   {"event":"error","message":"…","code":3}
 
 Exit status:
@@ -126,9 +132,12 @@ type options struct {
 	echo     bool
 	sessions int
 
-	file        string // send
-	downloadDir string // listen, interactive
-	maxSize     int64
+	file           string // send
+	allowPlaintext bool   // send: unencrypted if the peer has no XTLS (this transfer only)
+	downloadDir    string // listen, interactive
+	maxSize        int64
+	// listen: peers (bare or full JIDs) whose unencrypted file offers are accepted
+	allowPlaintextFrom stringList
 }
 
 type stringList []string
@@ -175,6 +184,10 @@ func newFlagSet(cmd string, o *options, stderr io.Writer) *flag.FlagSet {
 	case "send":
 		fs.StringVar(&o.to, "to", "", "peer's full JID")
 		fs.StringVar(&o.file, "file", "", "file to send")
+		fs.BoolVar(&o.allowPlaintext, "allow-plaintext", false, "send unencrypted if the peer has no XTLS")
+	}
+	if cmd == "listen" {
+		fs.Var(&o.allowPlaintextFrom, "allow-plaintext-from", "accept unencrypted file offers from this JID (repeatable)")
 	}
 	if cmd == "listen" || cmd == "" {
 		fs.StringVar(&o.downloadDir, "download-dir", "", "directory for received files")

@@ -44,6 +44,18 @@ func TestParseArgs(t *testing.T) {
 			}
 			return nil
 		}},
+		{[]string{"send", "--jid", "romeo@example.org", "--to", "benvolio@example.org/libervia", "--file", "f", "--allow-plaintext"}, "send", func(o *options) error {
+			if !o.allowPlaintext {
+				return fmt.Errorf("send --allow-plaintext: %+v", o)
+			}
+			return nil
+		}},
+		{[]string{"listen", "--jid", "romeo@example.org", "--allow-plaintext-from", "benvolio@example.org", "--allow-plaintext-from", "x@y/z"}, "listen", func(o *options) error {
+			if len(o.allowPlaintextFrom) != 2 || o.allowPlaintextFrom[0] != "benvolio@example.org" || o.allowPlaintext {
+				return fmt.Errorf("listen --allow-plaintext-from: %+v", o)
+			}
+			return nil
+		}},
 		{[]string{"listen", "--jid", "juliet@example.org", "--s5b-listen", "0.0.0.0:5000", "--stun", "127.0.0.1:3478", "--stun", "stun.example.org", "--s5b-forward", "203.0.113.5:40000", "--publish-p2p"}, "listen", func(o *options) error {
 			f := o.p2pFlags()
 			if len(f.stun) != 2 || f.stun[1] != "stun.example.org" || len(f.forward) != 1 || f.forward[0] != "203.0.113.5:40000" || !f.publish {
@@ -287,6 +299,7 @@ func TestExitCode(t *testing.T) {
 		{&xtls.Error{Peer: "a@b", Condition: "decline", Remote: true}, exitPeer},
 		{fmt.Errorf("x: %w", xtls.ErrNotSupported), exitPeer},
 		{xtls.ErrNoMethod, exitPeer},
+		{fmt.Errorf("x: %w", xtls.ErrPeerHasXTLS), exitSecurity},
 		{&gosrcxmpp.StanzaError{Type: "cancel", Condition: "service-unavailable"}, exitPeer},
 		{context.DeadlineExceeded, exitSession},
 		{errors.New("something"), exitSession},
@@ -306,5 +319,13 @@ func TestDescribeSecurity(t *testing.T) {
 	}
 	if msg := describe(fmt.Errorf("x: %w", xtls.ErrXSRPFailed)); !strings.Contains(msg, "wrong shared password or an attack") {
 		t.Errorf("xsrp: %q", msg)
+	}
+	// issue 8, XTLS-15: a peer without XTLS; the message says what to do for this one file.
+	pn := &plaintextNeeded{peer: "benvolio@example.org/libervia", how: "repeat the command with --allow-plaintext.", err: fmt.Errorf("x: %w", xtls.ErrNotSupported)}
+	if msg := describe(pn); !strings.Contains(msg, "has no end-to-end encryption") || !strings.Contains(msg, "--allow-plaintext") || exitCode(transferExit(pn)) != exitPeer {
+		t.Errorf("plaintext needed: %q (exit %d)", msg, exitCode(transferExit(pn)))
+	}
+	if msg := describe(fmt.Errorf("x: %w", xtls.ErrDowngrade)); !strings.Contains(msg, "even with --allow-plaintext") || exitCode(transferExit(fmt.Errorf("x: %w", xtls.ErrDowngrade))) != exitSecurity {
+		t.Errorf("downgrade: %q", msg)
 	}
 }

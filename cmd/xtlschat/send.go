@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/filetransfer"
-	"github.com/xtlsjingle/xtlsjingle/xtls"
 )
 
 // progressEvents returns a filetransfer progress callback that emits at most one progress
@@ -23,9 +23,16 @@ func progressEvents(ew *eventWriter, peer, name, dir string) func(filetransfer.P
 	}
 }
 
-// connEvents emits the session (and pinned) events of a secured transfer.
-func connEvents(ew *eventWriter, st *store, c *xtls.Conn) {
+// connEvents emits the session (and pinned) events of a transfer's bytestream: secured by
+// XTLS, or unencrypted ("encrypted": false, no method) with the user's consent.
+func connEvents(ew *eventWriter, st *store, x xferConn) {
+	if !x.encrypted() {
+		ew.emit(event{Event: evSession, Peer: x.peer(), Transport: x.transport(), Encrypted: encrypted(false)})
+		return
+	}
+	c := x.secure
 	sev, pinned := securedEvent(st, c.Peer, c.Method, c.Transport, c.PeerFingerprint, c.Pinned)
+	sev.Encrypted = encrypted(true)
 	ew.emit(withPath(sev, c.Path, c.KeyHint))
 	if pinned != nil {
 		ew.emit(*pinned)
@@ -50,17 +57,20 @@ func runSend(ctx context.Context, o *options, st *store, password string, stdout
 	}
 	defer c.close()
 	ew.emit(readyEvent(c, st))
-	err = g.send(ctx, c.eng, st, openOptions{peer: o.to, transport: o.transport, method: o.method, password: shared, timeout: o.timeout},
-		func(conn *xtls.Conn) { connEvents(ew, st, conn) }, progressEvents(ew, o.to, g.file.Name, "out"))
+	enc := true
+	err = g.send(ctx, c, st, openOptions{peer: o.to, transport: o.transport, method: o.method, password: shared, timeout: o.timeout},
+		o.allowPlaintext, "repeat the command with --allow-plaintext.",
+		func(x xferConn) { enc = x.encrypted(); connEvents(ew, st, x) }, progressEvents(ew, o.to, g.file.Name, "out"))
 	if err != nil {
 		return failEvent(ew, o.to, transferExit(err))
 	}
-	ew.emit(event{Event: evFile, Peer: o.to, Dir: "out", Name: g.file.Name, Size: g.file.Size, Hash: "sha-256", SHA256: g.sumHex()})
+	ew.emit(event{Event: evFile, Peer: o.to, Dir: "out", Name: g.file.Name, Size: g.file.Size, Hash: "sha-256", SHA256: g.sumHex(), Encrypted: encrypted(enc)})
 	return nil
 }
 
 // listenFiles is the file receiver of "xtlschat listen": offers from --from go to
-// --download-dir (declined without one); every finished transfer is reported to ended.
+// --download-dir (declined without one); unencrypted offers (a peer without XTLS) only from
+// a peer named with --allow-plaintext-from. Every finished transfer is reported to ended.
 func listenFiles(ctx context.Context, o *options, st *store, ew *eventWriter, shared string, ended func(error)) *fileReceiver {
 	return newFileReceiver(fileHooks{
 		decide: func(_ context.Context, fo *fileOffer) fileDecision {
@@ -72,20 +82,27 @@ func listenFiles(ctx context.Context, o *options, st *store, ew *eventWriter, sh
 			case o.downloadDir == "":
 				ew.emit(event{Event: evDeclined, Peer: in.Peer, Name: fo.file.Name, Reason: "no --download-dir: files are declined"})
 				return fileDecision{decline: true}
+			case fo.plaintext && !slices.ContainsFunc(o.allowPlaintextFrom, func(j string) bool { return matchPeer(j, in.Peer) }):
+				ew.emit(event{Event: evDeclined, Peer: in.Peer, Name: fo.file.Name, Encrypted: encrypted(false),
+					Reason: "NOT end-to-end encrypted (the peer's client has no XTLS); to accept unencrypted files from this peer, listen with --allow-plaintext-from " + in.Peer})
+				return fileDecision{decline: true}
 			}
-			ew.emit(event{Event: evFileOffer, Peer: in.Peer, Name: fo.file.Name, Size: fo.file.Size, Methods: in.Methods, Fingerprint: groupsOrEmpty(in.Fingerprint)})
-			return fileDecision{dir: o.downloadDir, password: shared}
+			ew.emit(event{Event: evFileOffer, Peer: in.Peer, Name: fo.file.Name, Size: fo.file.Size, Methods: in.Methods,
+				Fingerprint: groupsOrEmpty(in.Fingerprint), Encrypted: encrypted(!fo.plaintext)})
+			return fileDecision{dir: o.downloadDir, password: shared, plaintext: fo.plaintext}
 		},
-		begin: func(c *xtls.Conn, f *filetransfer.File) (context.Context, func(filetransfer.Progress), func(*filetransfer.Result, error)) {
+		begin: func(c xferConn, f *filetransfer.File) (context.Context, func(filetransfer.Progress), func(*filetransfer.Result, error)) {
 			connEvents(ew, st, c)
-			return ctx, progressEvents(ew, c.Peer, f.Name, "in"), func(r *filetransfer.Result, err error) {
+			peer := c.peer()
+			return ctx, progressEvents(ew, peer, f.Name, "in"), func(r *filetransfer.Result, err error) {
 				if err != nil {
 					err = transferExit(err)
-					ew.emit(event{Event: evError, Peer: c.Peer, Name: f.Name, Message: describe(err), Code: exitCode(err)})
+					ew.emit(event{Event: evError, Peer: peer, Name: f.Name, Message: describe(err), Code: exitCode(err)})
 					ended(err)
 					return
 				}
-				ew.emit(event{Event: evFile, Peer: c.Peer, Dir: "in", Name: f.Name, Path: r.Path, Size: r.Size, Hash: r.Verified, SHA256: hex.EncodeToString(r.SHA256)})
+				ew.emit(event{Event: evFile, Peer: peer, Dir: "in", Name: f.Name, Path: r.Path, Size: r.Size, Hash: r.Verified,
+					SHA256: hex.EncodeToString(r.SHA256), Encrypted: encrypted(c.encrypted())})
 				ended(nil)
 			}
 		},

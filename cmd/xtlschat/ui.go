@@ -71,9 +71,10 @@ type pendingOffer struct {
 	in    *xtls.Incoming
 	reply chan xtls.Decision
 	// A file offer (ui_files.go) is answered on freply instead, with the directory dir.
-	file   *fileOffer
-	freply chan fileDecision
-	dir    string
+	file      *fileOffer
+	freply    chan fileDecision
+	dir       string
+	plaintext bool // /accept --plaintext of an unencrypted file offer
 }
 
 // ui is the state of interactive mode.
@@ -332,6 +333,8 @@ func (u *ui) handle(m any) {
 		u.say("!! incoming session from %s failed: %s", escapeTerminal(m.peer), describe(m.err))
 	case msgFileOffer, msgTransferStart, msgProgress, msgTransferDone, msgFileRefused, msgFileFailed:
 		u.handleFile(m)
+	case msgDo:
+		m()
 	case msgConn:
 		switch m.e.Kind {
 		case gosrcxmpp.Disconnected:

@@ -25,7 +25,7 @@ type (
 	}
 	msgTransferStart struct {
 		t *transfer
-		c *xtls.Conn
+		c xferConn
 	}
 	msgProgress struct {
 		t *transfer
@@ -45,6 +45,8 @@ type (
 		peer string
 		err  error
 	}
+	// msgDo runs on the loop.
+	msgDo func()
 )
 
 // transfer is a running file transfer as the UI sees it.
@@ -55,6 +57,7 @@ type transfer struct {
 	name     string
 	size     int64
 	cancel   context.CancelFunc
+	plain    bool // unencrypted (a peer without XTLS, the user's choice)
 	m        meter
 	lastLine time.Time // of the last progress line without a terminal
 }
@@ -96,9 +99,9 @@ func (u *ui) fileReceiver() *fileReceiver {
 				return fileDecision{decline: true}
 			}
 		},
-		begin: func(c *xtls.Conn, f *filetransfer.File) (context.Context, func(filetransfer.Progress), func(*filetransfer.Result, error)) {
+		begin: func(c xferConn, f *filetransfer.File) (context.Context, func(filetransfer.Progress), func(*filetransfer.Result, error)) {
 			ctx, cancel := context.WithCancel(u.ctx)
-			t := &transfer{in: true, peer: c.Peer, name: f.Name, size: f.Size, cancel: cancel}
+			t := &transfer{in: true, peer: c.peer(), name: f.Name, size: f.Size, cancel: cancel}
 			u.post(msgTransferStart{t, c})
 			return ctx, u.progressPoster(t), func(r *filetransfer.Result, err error) {
 				cancel()
@@ -116,7 +119,7 @@ func (p *pendingOffer) answer(d xtls.Decision) {
 		p.reply <- d
 		return
 	}
-	p.freply <- fileDecision{decline: d.Decline, password: d.Password, dir: p.dir}
+	p.freply <- fileDecision{decline: d.Decline, password: d.Password, dir: p.dir, plaintext: p.plaintext && !d.Decline}
 }
 
 // chooseDir sets the directory of an accepted file offer: DIR after N in /accept N DIR, or
@@ -141,6 +144,12 @@ func (u *ui) handleFile(m any) {
 		p := &pendingOffer{n: u.nextOff, in: in, file: m.fo, freply: m.reply}
 		u.offers = append(u.offers, p)
 		f := m.fo.file
+		if m.fo.plaintext {
+			u.say("?? %s offers the file %s (%s MiB) — NOT end-to-end encrypted: its client has no XTLS, so the servers in between can read it",
+				escapeTerminal(in.Peer), fileName(f.Name), mib(f.Size))
+			u.say("   /accept --plaintext %d saves it unencrypted in %s (or /accept --plaintext %d DIR), /decline %d refuses", p.n, escapeTerminal(u.downloadDir()), p.n, p.n)
+			return
+		}
 		trust := "its certificate is pinned (x509)"
 		if !in.Trusted {
 			trust = "it is not verified yet — /accept asks for the password you agreed on"
@@ -152,14 +161,20 @@ func (u *ui) handleFile(m any) {
 		u.say("   /accept %d saves it in %s (or /accept %d DIR), /decline %d refuses", p.n, escapeTerminal(u.downloadDir()), p.n, p.n)
 	case msgTransferStart:
 		u.addTransfer(m.t)
-		c := m.c
-		sev, pinned := securedEvent(u.st, c.Peer, c.Method, c.Transport, c.PeerFingerprint, c.Pinned)
-		if pinned != nil {
-			u.say("** %s's certificate %s is now pinned after the password check", escapeTerminal(pinned.Peer), pinned.Fingerprint)
-		}
 		dir := "to"
 		if m.t.in {
 			dir = "from"
+		}
+		if !m.c.encrypted() {
+			m.t.plain = true
+			u.say("!! transfer %d of %s %s %s is NOT end-to-end encrypted (the peer has no XTLS; you allowed it for this file): transport %s",
+				m.t.n, fileName(m.t.name), dir, escapeTerminal(m.c.peer()), m.c.transport())
+			break
+		}
+		c := m.c.secure
+		sev, pinned := securedEvent(u.st, c.Peer, c.Method, c.Transport, c.PeerFingerprint, c.Pinned)
+		if pinned != nil {
+			u.say("** %s's certificate %s is now pinned after the password check", escapeTerminal(pinned.Peer), pinned.Fingerprint)
 		}
 		u.say("** transfer %d of %s %s %s is secure: method %s, transport %s (%s), peer fingerprint %s", m.t.n, fileName(m.t.name),
 			dir, escapeTerminal(c.Peer), c.Method, c.Transport, pathText(c.Path), sev.Fingerprint)
@@ -179,11 +194,12 @@ func (u *ui) handleFile(m any) {
 		case m.err != nil:
 			u.say("!! transfer %d of %s with %s failed: %s", t.n, fileName(t.name), escapeTerminal(t.peer), describe(transferExit(m.err)))
 		case t.in:
-			u.say("** received %s from %s (%s MiB): %s verified, sha-256 %s", fileName(t.name), escapeTerminal(t.peer), mib(m.res.Size),
-				m.res.Verified, hex.EncodeToString(m.res.SHA256))
+			u.say("** received %s from %s (%s MiB)%s: %s verified, sha-256 %s", fileName(t.name), escapeTerminal(t.peer), mib(m.res.Size),
+				unencryptedNote(t), m.res.Verified, hex.EncodeToString(m.res.SHA256))
 			u.say("   saved as %s", escapeTerminal(m.res.Path))
 		default:
-			u.say("** sent %s to %s (%s MiB); the receiver verified sha-256 %s", fileName(t.name), escapeTerminal(t.peer), mib(t.size), m.sum)
+			u.say("** sent %s to %s (%s MiB)%s; the receiver verified sha-256 %s", fileName(t.name), escapeTerminal(t.peer), mib(t.size),
+				unencryptedNote(t), m.sum)
 		}
 	case msgFileRefused:
 		u.say("-- declined the file %s from %s: %s", fileName(m.fo.file.Name), escapeTerminal(m.fo.in.Peer), escapeTerminal(refusal(m.err)))
@@ -246,7 +262,9 @@ func (u *ui) cmdSend(args []string) {
 		return
 	}
 	path := strings.Join(rest, " ")
-	u.withPassword(bare, o.method, func(password string) {
+	allow := o.allowPlaintext
+	how := "/send " + peer + " --allow-plaintext " + path
+	send := func(password string) {
 		oo := openOptions{peer: peer, transport: o.transport, method: o.method, password: password, timeout: u.o.timeout}
 		ctx, cancel := context.WithCancel(u.ctx)
 		u.nextXfer++
@@ -263,10 +281,31 @@ func (u *ui) cmdSend(args []string) {
 				return
 			}
 			t.size = g.file.Size // read by the loop only after the post below
-			err = g.send(ctx, u.c.eng, u.st, oo, func(c *xtls.Conn) { u.post(msgTransferStart{t, c}) }, u.progressPoster(t))
+			err = g.send(ctx, u.c, u.st, oo, allow, how, func(c xferConn) { u.post(msgTransferStart{t, c}) }, u.progressPoster(t))
 			u.post(msgTransferDone{t: t, sum: g.sumHex(), err: err})
 		}()
-	})
+	}
+	pins, _ := u.st.trust.Pins(bare)
+	if o.method != "auto" || len(pins) > 0 || u.shared != "" {
+		u.withPassword(bare, o.method, send)
+		return
+	}
+	// The shared password is asked for only if the peer has XTLS (disco, off the loop): a
+	// peer without it gets the file unencrypted or not at all, never with a password.
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		ctx, cancel := context.WithTimeout(u.ctx, u.o.timeout)
+		defer cancel()
+		has := advertisesXTLS(ctx, u.c, peer)
+		u.post(msgDo(func() {
+			if has {
+				u.withPassword(bare, o.method, send)
+			} else {
+				send("")
+			}
+		}))
+	}()
 }
 
 func (u *ui) cmdCancel(args []string) {
@@ -290,6 +329,14 @@ func (u *ui) cmdCancel(args []string) {
 	}
 	u.say("-- cancelling transfer %d of %s …", t.n, fileName(t.name))
 	t.cancel()
+}
+
+// unencryptedNote marks the outcome of an unencrypted transfer.
+func unencryptedNote(t *transfer) string {
+	if t.plain {
+		return " NOT end-to-end encrypted"
+	}
+	return ""
 }
 
 // fileName shows a file name (peer text) escaped and in quotes.

@@ -15,8 +15,8 @@ import (
 )
 
 // TestInteractiveFiles (issue 8) runs the interactive mode (standard input a pipe) through a
-// real Prosody with a second in-process client: bob sends a file whose name carries a bidi
-// override; alice is offered it (the name escaped), accepts it with /accept and the shared
+// real Prosody with a second in-process client: a file whose name carries a bidi override is
+// refused before sending; bob sends a file, alice is offered it, accepts it with /accept and the shared
 // password (srp), gets it in --download-dir with its SHA-256 printed; then alice sends a file
 // back with /send (x509 now) to bob's listen --download-dir.
 func TestInteractiveFiles(t *testing.T) {
@@ -38,8 +38,18 @@ func TestInteractiveFiles(t *testing.T) {
 	pos := out.waitFor(t, 0, "logged in as ")
 	aliceJID := regexp.MustCompile(`^[^ .]+@[^ ]+/ui`).FindString(out.String()[pos:])
 
+	// 0. A name with a bidi override (shown as "reportexe.png") is refused before anything
+	// is sent: receivers refuse such names (filetransfer.ValidName).
+	bidi, _, _ := randomFile(t, dir, "report\u202egnp.exe", 1<<10)
+	o0 := newEventBuf()
+	err0 := run(context.Background(), append([]string{"send", "--jid", bob + "/ui-peer", "--config-dir", filepath.Join(dir, "bob"), "--to", alice + "/ui",
+		"--file", bidi}, common...), strings.NewReader(""), o0, io.Discard, envOf(map[string]string{envPassword: bobPW}))
+	if exitCode(err0) != exitUsage || !strings.Contains(err0.Error(), `\u202e`) {
+		t.Fatalf("send of a bidi name: %v (exit %d)", err0, exitCode(err0))
+	}
+
 	// 1. bob → alice, first contact (srp).
-	name := "report\u202egnp.exe"
+	name := "report 2026.pdf"
 	path, data, sum := randomFile(t, dir, name, 3<<20)
 	bobSent := make(chan error, 1)
 	go func() {
@@ -48,12 +58,12 @@ func TestInteractiveFiles(t *testing.T) {
 			"--file", path, "--method", "srp", "--shared-password-file", shared}, common...)
 		bobSent <- run(context.Background(), args, strings.NewReader(""), o, io.Discard, envOf(map[string]string{envPassword: bobPW}))
 	}()
-	pos = out.waitFor(t, pos, `offers the file "report\u202egnp.exe" (3.0 MiB) over XTLS`)
+	pos = out.waitFor(t, pos, `offers the file "report 2026.pdf" (3.0 MiB) over XTLS`)
 	typeLine("/accept")
 	pos = out.waitFor(t, pos, "Shared password for "+bob)
 	typeLine(sharedPW)
 	pos = out.waitFor(t, pos, "is secure: method srp")
-	pos = out.waitFor(t, pos, `** received "report\u202egnp.exe" from `)
+	pos = out.waitFor(t, pos, `** received "report 2026.pdf" from `)
 	pos = out.waitFor(t, pos, "sha-256 verified, sha-256 "+sum)
 	pos = out.waitFor(t, pos, "saved as "+escapeTerminal(filepath.Join(aliceDL, name)))
 	if err := <-bobSent; err != nil {

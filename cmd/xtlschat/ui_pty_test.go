@@ -33,21 +33,10 @@ func TestInteractivePTY(t *testing.T) {
 	notifyResize(warm)
 	signal.Stop(warm)
 	baseline := runtime.NumGoroutine()
-	master, slave := openPTY(t)
-	defer master.Close()
-	sc := readScreen(master)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	aliceDone := make(chan error, 1)
-	go func() {
-		args := append([]string{"--jid", alice + "/pty", "--config-dir", filepath.Join(dir, "alice")}, common...)
-		aliceDone <- run(ctx, args, slave, slave, slave, envOf(map[string]string{envPassword: alicePW}))
-	}()
-	type_ := func(s string) {
-		if _, err := master.WriteString(s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pr := startPTY(ctx, t, append([]string{"--jid", alice + "/pty", "--config-dir", filepath.Join(dir, "alice")}, common...), alicePW)
+	sc, type_ := pr.sc, pr.type_
 
 	pos := sc.waitFor(t, 0, "logged in as ")
 	aliceJID := regexp.MustCompile(`^[^ .]+@[^ ]+/pty`).FindString(sc.String()[pos:])
@@ -104,21 +93,10 @@ func TestInteractivePTY(t *testing.T) {
 	pos = sc.waitFor(t, pos, "/pty-peer> echo me") // the echo, not the line as typed
 	type_("/pins\r")
 	sc.waitFor(t, pos, bob+"  ")
-	type_("/quit\r")
-	select {
-	case err := <-aliceDone:
-		if err != nil {
-			t.Fatalf("interactive run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("/quit did not end the interactive run; screen:\n%s", sc.String())
-	}
+	pr.quit(t)
 	if err := <-listenDone; err != nil {
 		t.Fatalf("bob's listen: %v; events %+v", err, listenOut.events(t))
 	}
-	slave.Close()
-	master.Close()
-	<-sc.done
 	if testing.Verbose() {
 		t.Logf("the terminal showed:\n%s", sc.String())
 	}

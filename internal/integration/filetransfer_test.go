@@ -497,15 +497,7 @@ func usToLibervia(t *testing.T, transport string) {
 	if err := filetransfer.Send(ctx, s, "f", conn, bytes.NewReader(data), &file, filetransfer.SendOptions{AllowPlaintext: true}); err != nil {
 		t.Fatalf("send: %v", err)
 	}
-	var got []byte
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if got, err = os.ReadFile(filepath.Join(dl, "payload.bin")); err == nil && len(got) == len(data) {
-			break
-		}
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("Libervia's copy differs (%d bytes, %v)", len(got), err)
-	}
+	waitLiberviaCopy(t, filepath.Join(dl, "payload.bin"), data)
 	cancel()
 	<-recvOut
 }
