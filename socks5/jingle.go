@@ -52,8 +52,10 @@ type Config struct {
 	// address the peer published). An alias keeps the CID, JID and Priority of its candidate,
 	// so a connection to it is reported as <candidate-used cid/> of that candidate and the
 	// nomination (JS5B-11) is the same on both sides; aliases of proxy candidates and entries
-	// whose CID is not a peer candidate's are ignored. Once a connection succeeds, entries
-	// after it are no longer tried (entries before it still are). Order runs without locks
+	// whose CID is not a peer candidate's are ignored. Entries of one CID are tried one at a
+	// time, the next only after the one before failed: the peer tells connections to its
+	// candidate apart only by their local address, so it gets at most one per CID. Once a
+	// connection succeeds, entries after it are no longer tried (entries before it still are). Order runs without locks
 	// held, possibly several times per Establish, and must not block. An address is only a
 	// hint: what is reached there is authenticated above the bytestream (TLS).
 	Order func(peer []Candidate) []Candidate
@@ -721,6 +723,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 	results := make(chan attempt)
 	var (
 		launched  = map[string]bool{}
+		held      = map[string]int{} // per cid: attempts in flight or succeeded
 		inflight  = map[string]Candidate{}
 		successes []attempt
 		wg        sync.WaitGroup
@@ -778,9 +781,16 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 		worth := func(c Candidate, rank int) bool {
 			return (best == nil || rank < bestRank) && canWin(c)
 		}
+		// ready: e was not tried yet, and no other entry of its cid (a candidate and its
+		// aliases) is being tried or connected: the peer tells connections to one candidate
+		// apart only by their local address, so it must get at most one per cid, or it may
+		// take one we close (JS5B-11).
+		ready := func(e tryEntry) bool {
+			return !launched[e.key] && held[e.cand.CID] == 0
+		}
 		var next *tryEntry
 		for i := range order {
-			if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+			if ready(order[i]) && worth(order[i].cand, order[i].rank) {
 				next = &order[i]
 				break
 			}
@@ -809,6 +819,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			c := next.cand
 			launched[next.key] = true
 			inflight[next.key] = c
+			held[c.CID]++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -822,7 +833,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			// Stagger the next attempt; wait longer before a proxy (JS5B-8).
 			d := t.cfg.Stagger
 			for i := range order {
-				if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+				if ready(order[i]) && worth(order[i].cand, order[i].rank) {
 					if order[i].cand.Type == Proxy {
 						d = t.cfg.ProxyDelay
 					}
@@ -838,6 +849,8 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			delete(inflight, entryKey(a.cand))
 			if a.err == nil {
 				successes = append(successes, a)
+			} else {
+				held[a.cand.CID]--
 			}
 		case <-timer.C:
 			timerOn = false

@@ -1,8 +1,10 @@
 package socks5
 
 import (
+	"io"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,6 +126,86 @@ func TestOrderAlias(t *testing.T) {
 	}
 	if rem := s.ini.Remote(); len(rem) != 1 || rem[0].Host != "127.0.0.3" {
 		t.Errorf("Remote() = %+v, want the responder's one candidate", rem)
+	}
+	checkStream(t, ini.conn, res.conn)
+}
+
+// slowRelay listens on 127.0.0.1 and forwards every connection to target after delay (an
+// address that reaches the same listener, but slower: a port forward across a NAT).
+func slowRelay(t *testing.T, target string, delay time.Duration) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) { mu.Lock(); conns = append(conns, c); mu.Unlock() }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(delay)
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				track(u)
+				go func() { io.Copy(u, c); u.Close() }()
+				io.Copy(c, u)
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestOrderAliasOneConnectionPerCID (issue 10, JS5B-7, JS5B-11): an alias shares its
+// candidate's cid, so the peer cannot tell a connection through the alias from one to the
+// candidate itself (its listener matches DST.ADDR, and takes the connection whose local
+// address is the candidate's host). The alias here is slow (a relay), the candidate itself
+// fast: if both were dialed, the initiator would keep the alias (ranked first), close the
+// other connection, report the cid, and the responder would take the closed connection. The
+// candidate must only be dialed once the alias failed, so that the peer gets one connection
+// per cid.
+func TestOrderAliasOneConnectionPerCID(t *testing.T) {
+	checkGoroutines(t)
+	l := mustListen(t)
+	relay := slowRelay(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port())), 300*time.Millisecond)
+	s := newSession(t, xmpptest.NewNetwork(23), func(c *Config) {
+		c.Order = func(peer []Candidate) []Candidate {
+			alias := peer[0]
+			alias.Host, alias.Port, alias.Type = "127.0.0.1", relay, Assisted
+			return append([]Candidate{alias}, peer...)
+		}
+	}, withListener(l))
+	ini, res := s.establish(t.Context())
+	if ini.err != nil || res.err != nil {
+		t.Fatalf("establish: %v / %v", ini.err, res.err)
+	}
+	defer ini.conn.Close()
+	defer res.conn.Close()
+	if n := s.ini.Nominated(); n.CID != s.res.local[0].CID {
+		t.Fatalf("nominated %+v, want the responder's candidate", n)
 	}
 	checkStream(t, ini.conn, res.conn)
 }
