@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -214,5 +215,30 @@ func TestTable(t *testing.T) {
 	tb.Forget("c@x/1")
 	if tb.Len() != 0 {
 		t.Errorf("len %d after Forget", tb.Len())
+	}
+}
+
+// TestTableResourcesBounded (SEED-1, issue 10): presence comes from anyone the server lets
+// through. One account sending presence with <p2p/> from many resources keeps at most
+// maxResources entries (its own oldest go first) and does not push a contact out.
+func TestTableResourcesBounded(t *testing.T) {
+	tb := NewTable(64)
+	p := P2P{External: netip.MustParseAddrPort("198.51.100.1:40000"), Local: netip.MustParseAddrPort("192.168.1.5:5000")}
+	pb, _ := p.Marshal()
+	tb.Update("juliet@capulet.lit/balcony", [][]byte{pb})
+	for i := range 200 {
+		tb.Update("mallory@evil.example/"+strconv.Itoa(i), [][]byte{pb})
+	}
+	if _, ok := tb.Lookup("juliet@capulet.lit/balcony"); !ok {
+		t.Error("the contact was pushed out by another account's resources")
+	}
+	if n := tb.Len(); n != 1+maxResources {
+		t.Errorf("len %d, want %d", n, 1+maxResources)
+	}
+	if _, ok := tb.Lookup("mallory@evil.example/199"); !ok {
+		t.Error("the newest resource is missing")
+	}
+	if _, ok := tb.Lookup("mallory@evil.example/0"); ok {
+		t.Error("the oldest resource of the flooding account is still there")
 	}
 }
