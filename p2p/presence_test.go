@@ -168,6 +168,7 @@ func TestSEED1_E2EStrict(t *testing.T) {
 		t.Fatalf("got %+v, %v", e, err)
 	}
 	for name, in := range map[string]string{
+		"p256 not SEC1":        el("<p256 pub='" + base64.StdEncoding.EncodeToString(append([]byte{2}, make([]byte, 64)...)) + "'/>"),
 		"whitespace in base64": el("<ed25519 pub='" + k32[:10] + "\n" + k32[10:] + "'/>"),
 		"no padding":           el("<ed25519 pub='" + strings.TrimRight(k32, "=") + "'/>"),
 		"wrong size":           el("<ed25519 pub='AAAA'/>"),
