@@ -243,3 +243,21 @@ func TestTableResourcesBounded(t *testing.T) {
 		t.Error("the oldest resource of the flooding account is still there")
 	}
 }
+
+// TestTableLookupCopies (SEED-1, issue 10): what Lookup returns (xtls.Client.Published) is the
+// caller's: changing it does not change what the table compares certificates with.
+func TestTableLookupCopies(t *testing.T) {
+	tb := NewTable(4)
+	b, err := E2E{Keys: []Key{{Alg: "ed25519", Pub: make([]byte, 32)}}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Update("juliet@capulet.lit/balcony", [][]byte{b})
+	got, _ := tb.Lookup("juliet@capulet.lit/balcony")
+	got.E2E.Keys[0].Pub[0] = 0xff
+	got.E2E.Keys = nil
+	again, _ := tb.Lookup("juliet@capulet.lit/balcony")
+	if len(again.E2E.Keys) != 1 || again.E2E.Keys[0].Pub[0] != 0 {
+		t.Fatalf("the table changed through a Lookup result: %+v", again.E2E)
+	}
+}

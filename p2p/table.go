@@ -114,11 +114,22 @@ func bareOf(jid string) string {
 	return bare
 }
 
-// Lookup returns what jid published, if anything.
+// Lookup returns a copy of what jid published, if anything (the caller may modify it).
 func (t *Table) Lookup(jid string) (Published, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.entries[jid]
+	if p.P2P != nil {
+		v := *p.P2P
+		p.P2P = &v
+	}
+	if p.E2E != nil {
+		e := E2E{Keys: make([]Key, len(p.E2E.Keys))}
+		for i, k := range p.E2E.Keys {
+			e.Keys[i] = Key{Alg: k.Alg, Pub: bytes.Clone(k.Pub)}
+		}
+		p.E2E = &e
+	}
 	return p, ok
 }
 
