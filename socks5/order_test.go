@@ -41,6 +41,18 @@ func spyListener(t *testing.T, host string, port int) *atomic.Int32 {
 	return &n
 }
 
+// byType splits cands into those of type ty and the others, keeping their order.
+func byType(cands []Candidate, ty CandidateType) (of, others []Candidate) {
+	for _, c := range cands {
+		if c.Type == ty {
+			of = append(of, c)
+		} else {
+			others = append(others, c)
+		}
+	}
+	return of, others
+}
+
 // TestOrderHintSkipsOutranked: the responder offers a direct candidate (higher priority, here
 // one that never answers) and an assisted one that works. Without a hint the direct one is
 // tried first (JS5B-7); Config.Order putting the assisted candidate first makes the initiator
@@ -54,14 +66,7 @@ func TestOrderHintSkipsOutranked(t *testing.T) {
 		c.Stagger = 3 * time.Second // the direct candidate would only be tried after this
 		c.Order = func(peer []Candidate) []Candidate {
 			got = append([]Candidate(nil), peer...)
-			var first, rest []Candidate
-			for _, p := range peer {
-				if p.Type == Assisted {
-					first = append(first, p)
-				} else {
-					rest = append(rest, p)
-				}
-			}
+			first, rest := byType(peer, Assisted)
 			return append(first, rest...)
 		}
 	}, func(c *Config) {
@@ -208,4 +213,92 @@ func TestOrderAliasOneConnectionPerCID(t *testing.T) {
 		t.Fatalf("nominated %+v, want the responder's candidate", n)
 	}
 	checkStream(t, ini.conn, res.conn)
+}
+
+// TestOrderAliasResponderSkipsClosed (issue 10, JS5B-11): the initiator's hint puts a slow
+// alias of the responder's direct candidate first and its assisted candidate (a forward to
+// the same listener, so its connections arrive at the same local address) second. The
+// assisted connection succeeds first, the alias later; the alias is ranked first and wins,
+// and the initiator closes the assisted connection before it reports. The responder has two
+// connections that its direct candidate's host matches and must take the one still open.
+func TestOrderAliasResponderSkipsClosed(t *testing.T) {
+	checkGoroutines(t)
+	l := mustListen(t)
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port()))
+	slow := slowRelay(t, target, 300*time.Millisecond)
+	fast := slowRelay(t, target, 0)
+	s := newSession(t, xmpptest.NewNetwork(24), func(c *Config) {
+		c.Order = func(peer []Candidate) []Candidate {
+			direct, out := byType(peer, Direct)
+			alias := direct[0]
+			alias.Host, alias.Port, alias.Type = "127.0.0.1", slow, Assisted
+			return append(append([]Candidate{alias}, out...), direct...)
+		}
+	}, func(c *Config) {
+		withListener(l)(c)
+		c.Extra = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(fast))}
+	})
+	ini, res := s.establish(t.Context())
+	if ini.err != nil || res.err != nil {
+		t.Fatalf("establish: %v / %v", ini.err, res.err)
+	}
+	defer ini.conn.Close()
+	defer res.conn.Close()
+	if n := s.ini.Nominated(); n.Port != slow {
+		t.Fatalf("nominated %+v, want the alias on port %d", n, slow)
+	}
+	checkStream(t, ini.conn, res.conn)
+}
+
+// TestTakeIncomingKeepsEarlyBytes (JS5B-11): a connection the responder probes for being
+// open may already carry the peer's first bytes (it sends as soon as it knows the
+// nomination); takeIncoming returns them in front, and Establish keeps that connection open.
+func TestTakeIncomingKeepsEarlyBytes(t *testing.T) {
+	checkGoroutines(t)
+	l := mustListen(t)
+	s := newSession(t, xmpptest.NewNetwork(25), nil, withListener(l))
+	dialed := make(chan net.Conn, 1)
+	go func() {
+		c, err := s.ini.dial(t.Context(), s.res.local[0])
+		if err != nil {
+			t.Error(err)
+			close(dialed)
+			return
+		}
+		c.Write([]byte("early"))
+		dialed <- c
+	}()
+	c, ok := <-dialed
+	if !ok {
+		return
+	}
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.res.mu.Lock()
+		n := len(s.res.incoming)
+		s.res.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not arrive")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let "early" arrive
+	got, err := s.res.takeIncoming(t.Context(), s.res.local[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.res.mu.Lock()
+	s.res.finishLocked(got)
+	s.res.mu.Unlock()
+	defer got.Close()
+	c.Write([]byte(" and late"))
+	buf := make([]byte, len("early and late"))
+	got.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "early and late" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
 }
