@@ -22,7 +22,8 @@
 // (SendOptions.AllowPlaintext, ReceiveOptions.AllowPlaintext; default false, never silently).
 // With XTLS such a bytestream comes only from xtls.Client.OpenPlaintext or
 // xtls.Application.Plaintext, for a peer without XTLS and the user's consent per transfer.
-// Offered names with invisible format characters such as bidi overrides are refused (ValidName).
+// Offered names with invisible format characters such as bidi overrides, or with the line and
+// paragraph separators U+2028/U+2029, are refused (ValidName).
 //
 // The receiver first calls CheckOffer (refuses names that could leave the download
 // directory or hide a dot file, unknown or too large sizes, names that exist; reports the

@@ -20,7 +20,8 @@ func TestFT3_ValidNameRefusesFormatCharacters(t *testing.T) {
 		"a\u200bb", "a\u200cb", "a\u200db", "a\u200eb", "a\u200fb", // zero width, LRM, RLM
 		"a\u2066b", "a\u2067b", "a\u2068b", "a\u2069b", // isolates
 		"\ufeffreport.pdf", "a\u2060b", "a\u00adb", "a\u061cb", // BOM, word joiner, soft hyphen, ALM
-		"a\U000e0001b", // LANGUAGE TAG
+		"a\U000e0001b",         // LANGUAGE TAG
+		"a\u2028b", "a\u2029b", // LINE and PARAGRAPH SEPARATOR (Zl, Zp)
 	} {
 		if filetransfer.ValidName(name) {
 			t.Errorf("ValidName(%+q) accepted a name with a format character", name)
@@ -34,7 +35,7 @@ func TestFT3_ValidNameRefusesFormatCharacters(t *testing.T) {
 }
 
 // FuzzValidName checks the invariants of an accepted name: one local path element, not
-// hidden, valid UTF-8 without control or format (Cf) characters, within 255 bytes as a
+// hidden, valid UTF-8 without control, format (Cf) or line/paragraph separator characters, within 255 bytes as a
 // temporary ".<name>.part".
 func FuzzValidName(f *testing.F) {
 	for _, s := range []string{"payload.bin", "holiday\u202egpj.exe", "a\u200bb", "\ufeffx", "../x", ".x", "a/b", "x\x00"} {
@@ -49,7 +50,7 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("ValidName(%+q) accepted a bad name", name)
 		}
 		for _, r := range name {
-			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 				t.Fatalf("ValidName(%+q) accepted %U", name, r)
 			}
 		}

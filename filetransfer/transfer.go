@@ -119,16 +119,17 @@ func secured(conn net.Conn) bool {
 // element, valid UTF-8 without control characters, invisible format characters (Unicode
 // category Cf: bidi controls such as U+202E RIGHT-TO-LEFT OVERRIDE, which make "gpj.exe"
 // look like "exe.jpg", zero-width characters U+200B..U+200F, isolates U+2066..U+2069,
-// U+FEFF) or path separators, not hidden (a leading '.', which also keeps it apart from
-// our temporary files) and short enough that its temporary name ".<name>.part" fits in
-// 255 bytes.
+// U+FEFF), the line and paragraph separators U+2028 and U+2029 (a line break to many
+// programs: a name that fakes a second line) or path separators, not hidden (a leading '.',
+// which also keeps it apart from our temporary files) and short enough that its temporary
+// name ".<name>.part" fits in 255 bytes.
 func ValidName(name string) bool {
 	if name == "" || len(name) > maxNameBytes-len(partName("")) || !utf8.ValidString(name) || name[0] == '.' ||
 		strings.ContainsAny(name, `/\:`) || !filepath.IsLocal(name) || filepath.Base(name) != name {
 		return false
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == unicode.ReplacementChar {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || r == unicode.ReplacementChar {
 			return false
 		}
 	}

@@ -50,7 +50,8 @@ type E2E struct {
 
 // ParseE2E decodes an <e2e/> element strictly: at most 16 KiB and 16 children, each child in
 // the same namespace with exactly one attribute pub in strict base64 (padding required, no
-// white space), a known algorithm's key of its exact size, no algorithm twice. Children with
+// white space), a known algorithm's key of its exact size (for the NIST curves X‖Y, or
+// 04‖X‖Y with that prefix), no algorithm twice. Children with
 // unknown names are skipped (the seed lists algorithms we do not use), but count toward the
 // bound. Errors are *ParseError (errors.Is ErrMalformed).
 func ParseE2E(b []byte) (E2E, error) {
@@ -86,12 +87,24 @@ func ParseE2E(b []byte) (E2E, error) {
 		if len(pub) < size[0] || len(pub) > size[1] {
 			return bad(c.name.Local, "public key of the wrong size")
 		}
+		if nistPoint(c.name.Local) && len(pub) == size[1] && pub[0] != 4 {
+			return bad(c.name.Local, "not a SEC1 uncompressed point (04‖X‖Y)")
+		}
 		if out.Key(c.name.Local) != nil {
 			return bad(c.name.Local, "algorithm listed twice")
 		}
 		out.Keys = append(out.Keys, Key{Alg: c.name.Local, Pub: pub})
 	}
 	return out, nil
+}
+
+// nistPoint reports whether alg is a NIST curve, whose key is X‖Y or 04‖X‖Y.
+func nistPoint(alg string) bool {
+	switch alg {
+	case "p192", "p224", "p256", "p384", "p521":
+		return true
+	}
+	return false
 }
 
 // Key returns the published key of algorithm alg, or nil.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -167,6 +168,7 @@ func TestSEED1_E2EStrict(t *testing.T) {
 		t.Fatalf("got %+v, %v", e, err)
 	}
 	for name, in := range map[string]string{
+		"p256 not SEC1":        el("<p256 pub='" + base64.StdEncoding.EncodeToString(append([]byte{2}, make([]byte, 64)...)) + "'/>"),
 		"whitespace in base64": el("<ed25519 pub='" + k32[:10] + "\n" + k32[10:] + "'/>"),
 		"no padding":           el("<ed25519 pub='" + strings.TrimRight(k32, "=") + "'/>"),
 		"wrong size":           el("<ed25519 pub='AAAA'/>"),
@@ -214,5 +216,48 @@ func TestTable(t *testing.T) {
 	tb.Forget("c@x/1")
 	if tb.Len() != 0 {
 		t.Errorf("len %d after Forget", tb.Len())
+	}
+}
+
+// TestTableResourcesBounded (SEED-1, issue 10): presence comes from anyone the server lets
+// through. One account sending presence with <p2p/> from many resources keeps at most
+// maxResources entries (its own oldest go first) and does not push a contact out.
+func TestTableResourcesBounded(t *testing.T) {
+	tb := NewTable(64)
+	p := P2P{External: netip.MustParseAddrPort("198.51.100.1:40000"), Local: netip.MustParseAddrPort("192.168.1.5:5000")}
+	pb, _ := p.Marshal()
+	tb.Update("juliet@capulet.lit/balcony", [][]byte{pb})
+	for i := range 200 {
+		tb.Update("mallory@evil.example/"+strconv.Itoa(i), [][]byte{pb})
+	}
+	if _, ok := tb.Lookup("juliet@capulet.lit/balcony"); !ok {
+		t.Error("the contact was pushed out by another account's resources")
+	}
+	if n := tb.Len(); n != 1+maxResources {
+		t.Errorf("len %d, want %d", n, 1+maxResources)
+	}
+	if _, ok := tb.Lookup("mallory@evil.example/199"); !ok {
+		t.Error("the newest resource is missing")
+	}
+	if _, ok := tb.Lookup("mallory@evil.example/0"); ok {
+		t.Error("the oldest resource of the flooding account is still there")
+	}
+}
+
+// TestTableLookupCopies (SEED-1, issue 10): what Lookup returns (xtls.Client.Published) is the
+// caller's: changing it does not change what the table compares certificates with.
+func TestTableLookupCopies(t *testing.T) {
+	tb := NewTable(4)
+	b, err := E2E{Keys: []Key{{Alg: "ed25519", Pub: make([]byte, 32)}}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.Update("juliet@capulet.lit/balcony", [][]byte{b})
+	got, _ := tb.Lookup("juliet@capulet.lit/balcony")
+	got.E2E.Keys[0].Pub[0] = 0xff
+	got.E2E.Keys = nil
+	again, _ := tb.Lookup("juliet@capulet.lit/balcony")
+	if len(again.E2E.Keys) != 1 || again.E2E.Keys[0].Pub[0] != 0 {
+		t.Fatalf("the table changed through a Lookup result: %+v", again.E2E)
 	}
 }

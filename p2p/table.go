@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"encoding/xml"
+	"strings"
 	"sync"
 )
 
@@ -15,14 +16,19 @@ type Published struct {
 }
 
 // Table remembers the <p2p/> and <e2e/> elements of contacts' presence per full JID. It is
-// bounded (the oldest entry is dropped when full) and safe for concurrent use. Feed it every
-// available presence with Update and every unavailable one with Forget.
+// bounded (the oldest entry is dropped when full; one bare JID holds at most 16
+// entries, its own oldest dropped first, so that one account sending presence from many
+// resources cannot push the others out) and safe for concurrent use. Feed it every available
+// presence with Update and every unavailable one with Forget.
 type Table struct {
 	mu      sync.Mutex
 	max     int
 	entries map[string]Published
 	order   []string // insertion order of entries, for eviction
 }
+
+// maxResources is how many full JIDs of one bare JID a Table remembers.
+const maxResources = 16
 
 // NewTable returns a table of at most max full JIDs (max < 1 means 1024).
 func NewTable(max int) *Table {
@@ -60,9 +66,20 @@ func (t *Table) Update(jid string, payloads [][]byte) (errs []error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.entries[jid]; !ok {
+		bare := bareOf(jid)
+		n, oldest := 0, -1
+		for i, j := range t.order {
+			if bareOf(j) == bare {
+				if n++; oldest < 0 {
+					oldest = i
+				}
+			}
+		}
+		if n >= maxResources {
+			t.dropLocked(oldest)
+		}
 		for len(t.entries) >= t.max && len(t.order) > 0 {
-			delete(t.entries, t.order[0])
-			t.order = t.order[1:]
+			t.dropLocked(0)
 		}
 		t.order = append(t.order, jid)
 	}
@@ -77,20 +94,42 @@ func (t *Table) Forget(jid string) {
 	if _, ok := t.entries[jid]; !ok {
 		return
 	}
-	delete(t.entries, jid)
 	for i, j := range t.order {
 		if j == jid {
-			t.order = append(t.order[:i:i], t.order[i+1:]...)
+			t.dropLocked(i)
 			break
 		}
 	}
 }
 
-// Lookup returns what jid published, if anything.
+// dropLocked removes the entry at index i of t.order.
+func (t *Table) dropLocked(i int) {
+	delete(t.entries, t.order[i])
+	t.order = append(t.order[:i:i], t.order[i+1:]...)
+}
+
+// bareOf returns jid without its resource.
+func bareOf(jid string) string {
+	bare, _, _ := strings.Cut(jid, "/")
+	return bare
+}
+
+// Lookup returns a copy of what jid published, if anything (the caller may modify it).
 func (t *Table) Lookup(jid string) (Published, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.entries[jid]
+	if p.P2P != nil {
+		v := *p.P2P
+		p.P2P = &v
+	}
+	if p.E2E != nil {
+		e := E2E{Keys: make([]Key, len(p.E2E.Keys))}
+		for i, k := range p.E2E.Keys {
+			e.Keys[i] = Key{Alg: k.Alg, Pub: bytes.Clone(k.Pub)}
+		}
+		p.E2E = &e
+	}
 	return p, ok
 }
 

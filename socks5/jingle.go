@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -52,8 +53,10 @@ type Config struct {
 	// address the peer published). An alias keeps the CID, JID and Priority of its candidate,
 	// so a connection to it is reported as <candidate-used cid/> of that candidate and the
 	// nomination (JS5B-11) is the same on both sides; aliases of proxy candidates and entries
-	// whose CID is not a peer candidate's are ignored. Once a connection succeeds, entries
-	// after it are no longer tried (entries before it still are). Order runs without locks
+	// whose CID is not a peer candidate's are ignored. Entries of one CID are tried one at a
+	// time, the next only after the one before failed: the peer tells connections to its
+	// candidate apart only by their local address, so it gets at most one per CID. Once a
+	// connection succeeds, entries after it are no longer tried (entries before it still are). Order runs without locks
 	// held, possibly several times per Establish, and must not block. An address is only a
 	// hint: what is reached there is authenticated above the bytestream (TLS).
 	Order func(peer []Candidate) []Candidate
@@ -435,6 +438,9 @@ func (t *JingleTransport) Close() error {
 
 // finishLocked stops accepting connections and closes all incoming ones except keep.
 func (t *JingleTransport) finishLocked(keep net.Conn) {
+	if pc, ok := keep.(*prefixConn); ok {
+		keep = pc.Conn
+	}
 	t.finished = true
 	if t.stopExpect != nil {
 		t.stopExpect()
@@ -627,25 +633,35 @@ func (t *JingleTransport) activateOwnProxy(ctx context.Context, c Candidate, sen
 }
 
 // takeIncoming returns the connection the peer made to our direct candidate c: the one whose
-// local address matches c's host, else the first one. The peer reports candidate-used only
-// after our listener answered, so the connection is there or about to be.
+// local address matches c's host, else the first one, skipping connections the peer has
+// closed. The peer reports candidate-used only after our listener answered, so the
+// connection is there or about to be; and it closes the connections it does not use before
+// it reports, so one that reads as closed is not the one it means (an alias or a forward of
+// c reaches us at the same local address as another candidate's connection).
 func (t *JingleTransport) takeIncoming(ctx context.Context, c Candidate) (net.Conn, error) {
 	for {
 		t.mu.Lock()
 		ch := t.changed
-		var pick net.Conn
+		var order []net.Conn
 		for _, in := range t.incoming {
 			if ta, ok := in.LocalAddr().(*net.TCPAddr); ok && ta.IP.String() == c.Host {
-				pick = in
-				break
+				order = append(order, in)
 			}
 		}
-		if pick == nil && len(t.incoming) > 0 {
-			pick = t.incoming[0]
+		for _, in := range t.incoming {
+			if ta, ok := in.LocalAddr().(*net.TCPAddr); !ok || ta.IP.String() != c.Host {
+				order = append(order, in)
+			}
 		}
 		t.mu.Unlock()
-		if pick != nil {
-			return pick, nil
+		for _, in := range order {
+			if conn, open := probeOpen(in); open {
+				return conn, nil
+			}
+			t.mu.Lock()
+			t.incoming = slices.DeleteFunc(t.incoming, func(x net.Conn) bool { return x == in })
+			t.mu.Unlock()
+			in.Close()
 		}
 		select {
 		case <-ch:
@@ -653,6 +669,39 @@ func (t *JingleTransport) takeIncoming(ctx context.Context, c Candidate) (net.Co
 			return nil, fmt.Errorf("socks5: waiting for the peer's connection to candidate %s: %w", c.CID, ctx.Err())
 		}
 	}
+}
+
+// probeOpen reports whether the peer has not closed conn, reading at most one byte that is
+// already there (the peer may have started to send); conn then comes back with that byte in
+// front.
+func probeOpen(conn net.Conn) (net.Conn, bool) {
+	var b [1]byte
+	_ = conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	n, err := conn.Read(b[:])
+	_ = conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case n == 1:
+		return &prefixConn{Conn: conn, prefix: b[:1]}, true
+	case errors.As(err, &ne) && ne.Timeout():
+		return conn, true
+	}
+	return conn, false
+}
+
+// prefixConn is a connection with bytes already read from it in front.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // tryEntry is one address to try: a peer candidate or an alias of one (Config.Order), with
@@ -721,6 +770,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 	results := make(chan attempt)
 	var (
 		launched  = map[string]bool{}
+		held      = map[string]int{} // per cid: attempts in flight or succeeded
 		inflight  = map[string]Candidate{}
 		successes []attempt
 		wg        sync.WaitGroup
@@ -778,9 +828,16 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 		worth := func(c Candidate, rank int) bool {
 			return (best == nil || rank < bestRank) && canWin(c)
 		}
+		// ready: e was not tried yet, and no other entry of its cid (a candidate and its
+		// aliases) is being tried or connected: the peer tells connections to one candidate
+		// apart only by their local address, so it must get at most one per cid, or it may
+		// take one we close (JS5B-11).
+		ready := func(e tryEntry) bool {
+			return !launched[e.key] && held[e.cand.CID] == 0
+		}
 		var next *tryEntry
 		for i := range order {
-			if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+			if ready(order[i]) && worth(order[i].cand, order[i].rank) {
 				next = &order[i]
 				break
 			}
@@ -809,6 +866,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			c := next.cand
 			launched[next.key] = true
 			inflight[next.key] = c
+			held[c.CID]++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -822,7 +880,7 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			// Stagger the next attempt; wait longer before a proxy (JS5B-8).
 			d := t.cfg.Stagger
 			for i := range order {
-				if !launched[order[i].key] && worth(order[i].cand, order[i].rank) {
+				if ready(order[i]) && worth(order[i].cand, order[i].rank) {
 					if order[i].cand.Type == Proxy {
 						d = t.cfg.ProxyDelay
 					}
@@ -838,6 +896,8 @@ func (t *JingleTransport) connect(ctx context.Context) (attempt, error) {
 			delete(inflight, entryKey(a.cand))
 			if a.err == nil {
 				successes = append(successes, a)
+			} else {
+				held[a.cand.CID]--
 			}
 		case <-timer.C:
 			timerOn = false

@@ -102,7 +102,8 @@ func (conn *PlaintextConn) Terminate(ctx context.Context, reason *jingle.Reason)
 // this one transfer unencrypted. It checks again and refuses with
 //
 //   - ErrPeerHasXTLS when the peer advertises XTLS (so a failed or refused XTLS session never
-//     turns into a plaintext one),
+//     turns into a plaintext one), or answers with <security/> after all (the session then
+//     ends with <security-error/>),
 //   - ErrDowngrade when certificates of the peer are pinned (XTLS-25),
 //   - an error when the peer does not advertise the application.
 //
@@ -177,6 +178,11 @@ func (c *Client) OpenPlaintext(ctx context.Context, peer string, content jingle.
 	}
 	var answer []byte
 	for _, ct := range ev.Contents {
+		if ct.Security != nil {
+			// Only a peer with XTLS answers with <security/> (XTLS-11): its disco#info was
+			// stripped or stale, and a peer with XTLS is never spoken to in plaintext.
+			return nil, terminate(js, secErr(peer, "the peer answered with <security/>: it supports XTLS, so nothing goes unencrypted", fmt.Errorf("%w: %s", ErrPeerHasXTLS, peer)))
+		}
 		if ct.Name == name {
 			answer = ct.Transport
 		}

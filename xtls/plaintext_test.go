@@ -415,3 +415,51 @@ func TestPlaintextOfferFromXTLSPeerRefused(t *testing.T) {
 	default:
 	}
 }
+
+// TestPlaintextAcceptWithSecurityRefused (XTLS-25, XTLS-11, issue 8): a peer whose disco#info
+// does not show XTLS (stripped on the way, or a stale cache) but that answers a plaintext
+// offer with <security/> in session-accept does support XTLS: OpenPlaintext ends the session
+// with <security-error/> and ErrPeerHasXTLS before any byte flows.
+func TestPlaintextAcceptWithSecurityRefused(t *testing.T) {
+	checkGoroutines(t)
+	romeo, _, plain := plainSetup(t, 48, nil, false)
+	_, f := randomFile(t, "secret.bin", 4<<10)
+	desc, err := f.Description()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := make(chan *jingle.Reason, 1)
+	go func() {
+		s := <-plain.incoming
+		c := s.Contents()[0]
+		tr, err := ibb.NewJingleResponder(plain.ibb, s.Peer(), c.Transport)
+		if err != nil {
+			reason <- nil
+			return
+		}
+		sec := []byte("<security xmlns='" + xtls.NS + "'><method name='x509'/></security>")
+		if err := s.Accept(ctxT(t), []jingle.Content{{Creator: c.Creator, Name: c.Name, Senders: c.Senders,
+			Description: c.Description, Transport: tr.Element(), Security: sec}}, map[string]jingle.Transport{c.Name: tr}); err != nil {
+			reason <- nil
+			return
+		}
+		for ev := range s.Events() {
+			if ev.Action == jingle.SessionTerminate {
+				reason <- ev.Reason
+				return
+			}
+		}
+		reason <- nil
+	}()
+	policy := xtls.TransportIBB
+	pc, err := romeo.client.OpenPlaintext(ctxT(t), plainJID, jingle.Content{Description: desc}, &xtls.OpenOptions{Transports: &policy})
+	if !errors.Is(err, xtls.ErrPeerHasXTLS) {
+		if pc != nil {
+			pc.Close()
+		}
+		t.Fatalf("OpenPlaintext = %v, want ErrPeerHasXTLS", err)
+	}
+	if r := <-reason; r == nil || r.Condition != jingle.SecurityError {
+		t.Fatalf("the peer saw %+v, want security-error", r)
+	}
+}
