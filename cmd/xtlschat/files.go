@@ -97,10 +97,14 @@ type fileReceiver struct {
 	maxSize int64
 
 	mu      sync.Mutex
-	pending map[string]pendingFile // by Jingle sid, between decide and the secured conn
+	pending map[offerKey]pendingFile // between decide and the bytestream
 	closed  bool
 	wg      sync.WaitGroup
 }
+
+// offerKey names an incoming session: a Jingle session is identified by its initiator and
+// sid together (XEP-0166), so two peers may pick the same sid.
+type offerKey struct{ peer, sid string }
 
 type pendingFile struct {
 	dir       string
@@ -109,7 +113,7 @@ type pendingFile struct {
 }
 
 func newFileReceiver(h fileHooks, maxSize int64) *fileReceiver {
-	return &fileReceiver{hooks: h, maxSize: maxSize, pending: map[string]pendingFile{}}
+	return &fileReceiver{hooks: h, maxSize: maxSize, pending: map[offerKey]pendingFile{}}
 }
 
 // application is the receiver as an xtls.Application.
@@ -121,7 +125,7 @@ func (r *fileReceiver) application() xtls.Application {
 		Secured:   r.secured,
 		Failed: func(peer, sid string, err error) {
 			r.mu.Lock()
-			delete(r.pending, sid)
+			delete(r.pending, offerKey{peer, sid})
 			r.mu.Unlock()
 			var xe *xtls.Error
 			if errors.As(err, &xe) && xe.Condition == jingle.Decline && !xe.Remote {
@@ -137,7 +141,9 @@ func (r *fileReceiver) application() xtls.Application {
 				d, accept := r.decideOffer(ctx, ic, true)
 				return xtls.PlaintextDecision{AcceptPlaintext: accept != nil && d.plaintext, Description: accept}
 			},
-			Ready: func(c *xtls.PlaintextConn) { r.receive(xferConn{plain: c}, c.Jingle, c.Content, c.SID) },
+			Ready: func(c *xtls.PlaintextConn) {
+				r.receive(xferConn{plain: c}, c.Jingle, c.Content, offerKey{c.Peer, c.SID})
+			},
 		},
 	}
 }
@@ -174,20 +180,20 @@ func (r *fileReceiver) decideOffer(ctx context.Context, in *xtls.IncomingConn, p
 	if r.closed {
 		return d, nil
 	}
-	r.pending[in.SID] = pendingFile{dir: d.dir, file: f, plaintext: plaintext}
+	r.pending[offerKey{in.Peer, in.SID}] = pendingFile{dir: d.dir, file: f, plaintext: plaintext}
 	return d, accept
 }
 
 func (r *fileReceiver) secured(c *xtls.Conn) {
-	r.receive(xferConn{secure: c}, c.Jingle, c.Content, c.SID)
+	r.receive(xferConn{secure: c}, c.Jingle, c.Content, offerKey{c.Peer, c.SID})
 }
 
 // receive runs an accepted transfer on its bytestream.
-func (r *fileReceiver) receive(x xferConn, js *jingle.Session, content, sid string) {
+func (r *fileReceiver) receive(x xferConn, js *jingle.Session, content string, key offerKey) {
 	conn := x.conn()
 	r.mu.Lock()
-	p, ok := r.pending[sid]
-	delete(r.pending, sid)
+	p, ok := r.pending[key]
+	delete(r.pending, key)
 	if r.closed || !ok || r.hooks.begin == nil || p.plaintext == x.encrypted() {
 		r.mu.Unlock()
 		_ = conn.Close()

@@ -187,7 +187,7 @@ func newFlagSet(cmd string, o *options, stderr io.Writer) *flag.FlagSet {
 		fs.BoolVar(&o.allowPlaintext, "allow-plaintext", false, "send unencrypted if the peer has no XTLS")
 	}
 	if cmd == "listen" {
-		fs.Var(&o.allowPlaintextFrom, "allow-plaintext-from", "accept unencrypted file offers from this JID (repeatable)")
+		fs.Var(&o.allowPlaintextFrom, "allow-plaintext-from", "accept ONE unencrypted file offer from this JID (bare or full; repeat the flag for each file)")
 	}
 	if cmd == "listen" || cmd == "" {
 		fs.StringVar(&o.downloadDir, "download-dir", "", "directory for received files")

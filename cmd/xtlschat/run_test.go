@@ -329,3 +329,25 @@ func TestDescribeSecurity(t *testing.T) {
 		t.Errorf("downgrade: %q", msg)
 	}
 }
+
+// TestPlaintextAllowanceOnePerFlag (issue 8, XTLS-15): each --allow-plaintext-from allows one
+// unencrypted file from the JID it names, the full JID's allowance before a bare JID's.
+func TestPlaintextAllowanceOnePerFlag(t *testing.T) {
+	a := newPlaintextAllowance([]string{"benvolio@example.org", "mercutio@example.org/libervia", "mercutio@example.org"})
+	steps := []struct {
+		peer string
+		want bool
+	}{
+		{"tybalt@example.org/x", false},
+		{"mercutio@example.org/libervia", true}, // the full JID's allowance
+		{"mercutio@example.org/other", true},    // the bare JID's
+		{"mercutio@example.org/libervia", false},
+		{"benvolio@example.org/a", true},
+		{"benvolio@example.org/a", false},
+	}
+	for i, s := range steps {
+		if got := a.take(s.peer); got != s.want {
+			t.Fatalf("step %d: take(%s) = %v, want %v", i, s.peer, got, s.want)
+		}
+	}
+}

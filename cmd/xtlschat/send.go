@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/xtlsjingle/xtlsjingle/filetransfer"
@@ -70,8 +71,10 @@ func runSend(ctx context.Context, o *options, st *store, password string, stdout
 
 // listenFiles is the file receiver of "xtlschat listen": offers from --from go to
 // --download-dir (declined without one); unencrypted offers (a peer without XTLS) only from
-// a peer named with --allow-plaintext-from. Every finished transfer is reported to ended.
+// a peer named with --allow-plaintext-from, one file per use of the flag. Every finished
+// transfer is reported to ended.
 func listenFiles(ctx context.Context, o *options, st *store, ew *eventWriter, shared string, ended func(error)) *fileReceiver {
+	allow := newPlaintextAllowance(o.allowPlaintextFrom)
 	return newFileReceiver(fileHooks{
 		decide: func(_ context.Context, fo *fileOffer) fileDecision {
 			in := fo.in
@@ -82,9 +85,9 @@ func listenFiles(ctx context.Context, o *options, st *store, ew *eventWriter, sh
 			case o.downloadDir == "":
 				ew.emit(event{Event: evDeclined, Peer: in.Peer, Name: fo.file.Name, Reason: "no --download-dir: files are declined"})
 				return fileDecision{decline: true}
-			case fo.plaintext && !slices.ContainsFunc(o.allowPlaintextFrom, func(j string) bool { return matchPeer(j, in.Peer) }):
+			case fo.plaintext && !allow.take(in.Peer):
 				ew.emit(event{Event: evDeclined, Peer: in.Peer, Name: fo.file.Name, Encrypted: encrypted(false),
-					Reason: "NOT end-to-end encrypted (the peer's client has no XTLS); to accept unencrypted files from this peer, listen with --allow-plaintext-from " + in.Peer})
+					Reason: "NOT end-to-end encrypted (the peer's client has no XTLS); to accept one unencrypted file from this peer, listen with --allow-plaintext-from " + in.Peer})
 				return fileDecision{decline: true}
 			}
 			ew.emit(event{Event: evFileOffer, Peer: in.Peer, Name: fo.file.Name, Size: fo.file.Size, Methods: in.Methods,
@@ -114,4 +117,34 @@ func listenFiles(ctx context.Context, o *options, st *store, ew *eventWriter, sh
 			ended(err)
 		},
 	}, o.maxSize)
+}
+
+// plaintextAllowance is the consent of --allow-plaintext-from: each use of the flag allows
+// ONE unencrypted file from the JID it names (bare: any of its resources), so the consent is
+// per transfer (issue 8: "only when the user explicitly allows it for that transfer"), never
+// a standing permission for a peer. Safe for concurrent use (offers are decided on goroutines
+// of their own).
+type plaintextAllowance struct {
+	mu   sync.Mutex
+	left []string // one entry per file still allowed
+}
+
+func newPlaintextAllowance(jids []string) *plaintextAllowance {
+	return &plaintextAllowance{left: slices.Clone(jids)}
+}
+
+// take consumes one allowance that matches peer and reports whether there was one. The most
+// specific one goes first: a full JID before the bare JID that would also match.
+func (a *plaintextAllowance) take(peer string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i := slices.Index(a.left, peer)
+	if i < 0 {
+		i = slices.IndexFunc(a.left, func(j string) bool { return matchPeer(j, peer) })
+	}
+	if i < 0 {
+		return false
+	}
+	a.left = slices.Delete(a.left, i, i+1)
+	return true
 }
