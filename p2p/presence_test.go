@@ -261,3 +261,21 @@ func TestTableLookupCopies(t *testing.T) {
 		t.Fatalf("the table changed through a Lookup result: %+v", again.E2E)
 	}
 }
+
+// TestTableDuplicateElements (SEED-1): a presence with two <p2p/> (or two <e2e/>) is
+// ambiguous; neither copy is kept, and the presence still replaces what was known.
+func TestTableDuplicateElements(t *testing.T) {
+	tb := NewTable(0)
+	p := P2P{External: netip.MustParseAddrPort("198.51.100.1:40000"), Local: netip.MustParseAddrPort("192.168.1.5:5000")}
+	q := P2P{External: netip.MustParseAddrPort("198.51.100.2:40000"), Local: netip.MustParseAddrPort("192.168.1.6:5000")}
+	pb, _ := p.Marshal()
+	qb, _ := q.Marshal()
+	tb.Update("a@x/1", [][]byte{pb})
+	errs := tb.Update("a@x/1", [][]byte{pb, qb})
+	if len(errs) != 1 || !errors.Is(errs[0], ErrMalformed) {
+		t.Fatalf("errs %v, want one ErrMalformed", errs)
+	}
+	if got, ok := tb.Lookup("a@x/1"); ok {
+		t.Fatalf("Lookup = %+v after two <p2p/>, want nothing", got)
+	}
+}

@@ -40,24 +40,36 @@ func NewTable(max int) *Table {
 
 // Update records what jid published in an available presence whose child elements are
 // payloads: a presence without <p2p/> or <e2e/> clears what was known, since a presence
-// replaces the one before. Malformed elements are ignored (and returned) as if absent.
+// replaces the one before. Malformed elements are ignored (and returned) as if absent; so
+// are both copies of an element that appears twice, since nothing tells which one is meant.
 func (t *Table) Update(jid string, payloads [][]byte) (errs []error) {
 	var pub Published
+	var nP2P, nE2E int
 	for _, p := range payloads {
 		switch rootName(p) {
 		case xml.Name{Space: NS, Local: "p2p"}:
+			nP2P++
 			if v, err := ParseP2P(p); err == nil {
 				pub.P2P = &v
 			} else {
 				errs = append(errs, err)
 			}
 		case xml.Name{Space: NSE2E, Local: "e2e"}:
+			nE2E++
 			if v, err := ParseE2E(p); err == nil {
 				pub.E2E = &v
 			} else {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if nP2P > 1 {
+		pub.P2P = nil
+		errs = append(errs, &ParseError{Element: "p2p", Reason: "more than one <p2p/> in one presence"})
+	}
+	if nE2E > 1 {
+		pub.E2E = nil
+		errs = append(errs, &ParseError{Element: "e2e", Reason: "more than one <e2e/> in one presence"})
 	}
 	if pub.P2P == nil && pub.E2E == nil {
 		t.Forget(jid)

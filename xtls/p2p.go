@@ -41,8 +41,9 @@ type P2PConfig struct {
 	// seed's rule: when its extIp equals ExternalIP we are on the same network and its
 	// candidates at locIp:locPort are tried first, otherwise those at extIp:extPort. When the
 	// preferred address is not among its candidates it is tried anyway as an alias of the
-	// peer's direct candidate on locPort (else its first direct, else its first assisted
-	// candidate), and a connection through it is reported with that candidate's cid: the
+	// peer's direct candidate on locPort, else of its assisted candidate at extIp:extPort
+	// (without either, no alias), and a connection through it is reported with that
+	// candidate's cid: the
 	// published address reaches the listener that serves that candidate (a port forward to
 	// it, or its host address), the peer's listener matches our connection by DST.ADDR, not
 	// by address, and the nomination uses the candidate's priority on both sides. At most one
@@ -129,7 +130,9 @@ func (c *Client) onPresence(_ context.Context, from, typ string, payloads [][]by
 	if from == c.link.LocalJID() {
 		return
 	}
-	if typ == "unavailable" {
+	if typ == "unavailable" || typ == "error" {
+		// A presence error from a contact (links that deliver them) says it cannot be
+		// reached now: what it published before is no longer a useful hint.
 		c.caps.Forget(from)
 		c.peers.Forget(from)
 		return
@@ -183,7 +186,7 @@ func orderByPublished(cands []socks5.Candidate, pub p2p.P2P, ourExternal netip.A
 		}
 	}
 	if len(first) == 0 {
-		if base, ok := aliasBase(cands, pub.Local.Port()); ok {
+		if base, ok := aliasBase(cands, pub); ok {
 			a := base
 			a.Host, a.Port = want.Addr().String(), int(want.Port())
 			a.Type = socks5.Assisted
@@ -202,14 +205,16 @@ func candidateAt(cd socks5.Candidate, a netip.AddrPort) bool {
 	return err == nil && ip.Unmap() == a.Addr() && cd.Port == int(a.Port())
 }
 
-// aliasBase picks the peer candidate an alias stands for: its direct candidate on the
-// published local port, else its first direct candidate, else its first assisted one (all
-// of them are served by its one listener).
-func aliasBase(cands []socks5.Candidate, locPort uint16) (socks5.Candidate, bool) {
+// aliasBase picks the peer candidate an alias stands for, i.e. one that is evidently served
+// by the listener the published addresses reach: its direct candidate on the published local
+// port, else its assisted candidate at the published external address. Without such evidence
+// there is no alias: a client with one listening socket per candidate would wait for our
+// connection on the socket of the cid we report, so an alias on a guess could stall the
+// transport until its timeout (JS5B-7).
+func aliasBase(cands []socks5.Candidate, pub p2p.P2P) (socks5.Candidate, bool) {
 	for _, ok := range []func(socks5.Candidate) bool{
-		func(cd socks5.Candidate) bool { return cd.Type == socks5.Direct && cd.Port == int(locPort) },
-		func(cd socks5.Candidate) bool { return cd.Type == socks5.Direct },
-		func(cd socks5.Candidate) bool { return cd.Type == socks5.Assisted },
+		func(cd socks5.Candidate) bool { return cd.Type == socks5.Direct && cd.Port == int(pub.Local.Port()) },
+		func(cd socks5.Candidate) bool { return cd.Type == socks5.Assisted && candidateAt(cd, pub.External) },
 	} {
 		for _, cd := range cands {
 			if ok(cd) {

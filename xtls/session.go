@@ -143,6 +143,7 @@ type Config struct {
 	// rule for the order of SOCKS5 candidates, and what PresencePayloads publishes. nil: the
 	// candidates are tried by priority only and nothing is published. Reading contacts'
 	// presence (caps, published keys for Session.KeyHint) needs only a PresenceLink.
+	// NewClient copies it: changes after NewClient have no effect.
 	P2P *P2PConfig
 	// Applications are the Jingle applications other than xmlstream whose bytestream XTLS
 	// secures for the application (OpenConn; incoming sessions go to Application.Secured).
@@ -285,6 +286,10 @@ func NewClient(link Link, cfg Config) (*Client, error) {
 	}
 	if cfg.AcceptQueue <= 0 {
 		cfg.AcceptQueue = 16
+	}
+	if cfg.P2P != nil {
+		p := *cfg.P2P // the caller's value may change; sessions read ours without a lock
+		cfg.P2P = &p
 	}
 	c := &Client{
 		cfg:      cfg,
