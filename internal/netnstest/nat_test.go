@@ -184,12 +184,13 @@ func (w *world) runSession(t *testing.T, initiator, responder party, capture ...
 		bare := func(j string) string { b, _, _ := strings.Cut(j, "/"); return b }
 		w.prosody.Befriend(t, bare(ic.JID), bare(rc.JID))
 	}
-	// The initiator first (see runHelper), then the responder, then "open".
+	// The responder first, then the initiator, which learns the responder's <p2p/> only from
+	// the server's answer to its initial presence (see runHelper), then "open".
 	start := time.Now()
-	ip := w.start(t, initiator.ns, ic)
-	s.initReady = *next(t, ip, "initiator ready", 30*time.Second).Ready
 	rp := w.start(t, responder.ns, rc)
 	s.rspRdy = *next(t, rp, "responder ready", 30*time.Second).Ready
+	ip := w.start(t, initiator.ns, ic)
+	s.initReady = *next(t, ip, "initiator ready", 30*time.Second).Ready
 	if err := ip.Send("open " + s.rspRdy.JID); err != nil {
 		t.Fatal(err)
 	}
