@@ -195,8 +195,11 @@ type Session struct {
 	Method string
 	// Transport is TransportNameS5BDirect, TransportNameS5BProxy or TransportNameIBB.
 	Transport string
-	// Path says which kind of candidate won: PathDirectLocal, PathDirectExternal, PathProxy
-	// or PathIBB.
+	// Path says what carried the bytestream: PathDirectLocal, PathDirectExternal, PathProxy
+	// or PathIBB. For a direct SOCKS5 connection it is derived from the connection's remote
+	// address on each side (the address dialed, or the source of the accepted connection)
+	// compared with the peer's candidates and published locIp, so both sides agree on it
+	// (see the Path constants).
 	Path string
 	// PeerFingerprint is the fingerprint of the certificate the peer presented in TLS.
 	PeerFingerprint Fingerprint

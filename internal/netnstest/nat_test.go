@@ -370,13 +370,9 @@ func TestNAT(t *testing.T) {
 	t.Run("SameNetworkRule", func(t *testing.T) {
 		s := sameLAN(t, true, true)
 		onLAN(t, s)
-		// The responder nominated its own assisted candidate (the alias's base) and reports
-		// direct-external although the connection came from the initiator's published locIp:
-		// Session.Path's classification (branch h10a) is wrong there; the wire check above is
-		// what proves the path.
-		if s.resp.Path != xtls.PathDirectLocal {
-			t.Logf("KNOWN: the responder reports path %s for a connection from the peer's published locIp", s.resp.Path)
-		}
+		// The responder nominated its own assisted candidate (the alias's base), but the
+		// connection came from the initiator's published locIp: both report direct-local.
+		s.path(t, xtls.TransportNameS5BDirect, xtls.PathDirectLocal)
 		if s.init.KeyHint != p2p.KeyHintMatches.String() || s.resp.KeyHint != p2p.KeyHintMatches.String() {
 			t.Errorf("key hints %s/%s, want %s (both published <e2e/>)", s.init.KeyHint, s.resp.KeyHint, p2p.KeyHintMatches)
 		}
