@@ -201,15 +201,22 @@ func (w *world) runSession(t *testing.T, initiator, responder party, capture ...
 	s.init = *next(t, ip, "initiator result", 60*time.Second).Result
 	s.resp = *next(t, rp, "responder result", 60*time.Second).Result
 	t.Logf("session set up and data exchanged in %v", time.Since(start))
-	start = time.Now()
-	for _, p := range []*netnstest.Proc{ip, rp} { // the initiator ends the session
+	// Both close at the same moment, and each helper exits as soon as its Close returned.
+	for _, p := range []*netnstest.Proc{ip, rp} {
 		if err := p.Send("close"); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("Close took %s", next(t, p, "close", 30*time.Second).Closed)
+	}
+	for i, p := range []*netnstest.Proc{ip, rp} {
+		took := next(t, p, "close", 30*time.Second).Closed
+		// A correctness bound: Close waits neither for an answer from a peer that has gone
+		// nor for one to a session-terminate that crossed the peer's.
+		if d, err := time.ParseDuration(took); err != nil || d >= 3*time.Second {
+			t.Errorf("%s's Close took %s", []string{"initiator", "responder"}[i], took)
+		}
+		t.Logf("%s's Close took %s", []string{"initiator", "responder"}[i], took)
 	}
 	for _, p := range []*netnstest.Proc{ip, rp} {
-		_ = p.CloseInput()
 		if !p.Wait(15*time.Second) || p.Err() != nil {
 			t.Errorf("helper did not end cleanly: %v\n%s", p.Err(), p.Stderr())
 		}
