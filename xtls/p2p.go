@@ -18,7 +18,9 @@ import (
 // presence handler that feeds the XEP-0115 caps of contacts' presence into Config.Caps (a
 // first Open then needs no disco#info round trip when the caps are known) and remembers the
 // <p2p/> and <e2e/> elements they publish (seed 000), per full JID until their unavailable
-// presence. A link without it works as before.
+// presence. A link without it works as before. Call the link's first SetPresence after
+// NewClient: the contacts' presence that the server sends in answer to it then reaches the
+// client's handler (gosrcxmpp.Dial sends no presence of its own for that reason).
 type PresenceLink interface {
 	// SetPresence sends our available presence with payloads (each one XML element) as its
 	// children, replacing the presence before; the adapter re-sends it after reconnecting.
