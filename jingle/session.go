@@ -264,7 +264,8 @@ func (s *Session) mergeLocked(contents []Content) {
 
 // Terminate ends the session (J-22): it is ended at once (J-25), then session-terminate with
 // reason (nil for none, although J-23 recommends one) is sent and acknowledged. Ending an
-// ended session does nothing. An <unknown-session/> answer counts as success, and so does
+// ended session does nothing. An <item-not-found/> answer (with <unknown-session/> or
+// without: the peer no longer knows the session) counts as success, and so does
 // the peer's own session-terminate for the session arriving while we wait for the answer
 // (both ended it at the same time; the peer may be gone before it answers ours). ctx bounds
 // the wait for the answer otherwise.
@@ -286,11 +287,14 @@ func (s *Session) Terminate(ctx context.Context, reason *Reason) error {
 		}
 	}()
 	err = s.request(ctx, payload)
-	if errors.Is(err, ErrUnknownSession) || err != nil && errors.Is(context.Cause(ctx), errPeerTerminated) {
+	if errors.Is(err, errNotFound) || err != nil && errors.Is(context.Cause(ctx), errPeerTerminated) {
 		return nil
 	}
 	return err
 }
+
+// errNotFound matches item-not-found with any application condition.
+var errNotFound = &Error{Condition: "item-not-found"}
 
 // errPeerTerminated cancels the wait for the answer to our session-terminate when the peer's
 // own arrives.

@@ -86,3 +86,32 @@ func TestJ22_CrossingTerminateCompletes(t *testing.T) {
 		t.Errorf("romeo's reason %+v by peer %v, want his own success", r, byPeer)
 	}
 }
+
+// TestJ25_TerminateItemNotFoundIsDone: a peer that answers our session-terminate with
+// item-not-found, with <unknown-session/> or without, no longer has the session: Terminate
+// succeeds. Other errors are reported.
+func TestJ25_TerminateItemNotFoundIsDone(t *testing.T) {
+	for _, c := range []struct {
+		answer error
+		ok     bool
+	}{
+		{ErrUnknownSession, true},
+		{&Error{Type: "cancel", Condition: "item-not-found"}, true},
+		{&Error{Type: "cancel", Condition: "service-unavailable"}, false},
+	} {
+		fl := newFakeLink(romeo)
+		m := NewManager(fl, Config{})
+		s, err := m.Initiate(context.Background(), juliet, []Content{xsContent("xmlstream")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl.mu.Lock()
+		fl.answer = func(string, *Jingle) error { return c.answer }
+		fl.mu.Unlock()
+		err = s.Terminate(context.Background(), &Reason{Condition: Success})
+		if (err == nil) != c.ok {
+			t.Errorf("answer %v: Terminate returned %v", c.answer, err)
+		}
+		m.Close()
+	}
+}
