@@ -24,8 +24,14 @@
 //   - Reconnection: a lost connection (read or write error, stream error, server close, or an
 //     unanswered XEP-0199 ping) is replaced by a brand-new library client and transport, with
 //     backoff; TLS is always negotiated before authentication; the presence set by SetPresence
-//     is sent again. Stream management and Resume are never used (§3.A2, §3.C). After the
+//     is sent again, after the new session's reader runs, so the contacts' answers reach the
+//     presence handlers. Stream management and Resume are never used (§3.A2, §3.C). After the
 //     stream error conflict (another client took our full JID) the client does not reconnect.
+//   - Presence: Dial does not make the account available (the library's own initial
+//     <presence/> is never sent). The first SetPresence is the initial presence (RFC 6121
+//     §4.2), which the server answers with the contacts' current presence; presence handlers
+//     installed with HandlePresence before it therefore see every contact that is online.
+//     Until then the server does not send us presence broadcasts, so nothing is lost.
 //   - Handlers run with recover; a panic becomes internal-server-error (§3.A8). An IQ get/set
 //     that no handler takes gets service-unavailable; XEP-0199 pings are answered.
 //
@@ -188,7 +194,10 @@ type Client struct {
 }
 
 // Dial connects and authenticates to the server and returns a Client that keeps the session
-// alive until Close. ctx bounds this first connection only.
+// alive until Close. ctx bounds this first connection only. The account is not available
+// until SetPresence is called: install presence handlers (HandlePresence, e.g. through
+// xtls.NewClient) first, then call SetPresence, so that the contacts' presence that answers
+// it is not missed.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Address == "" {
 		return nil, errors.New("gosrcxmpp: Config.Address is empty")
@@ -573,7 +582,10 @@ func (c *Client) HandleMessage(space, local string, h func(ctx context.Context, 
 
 // SetPresence sends our (available) presence to the server with payloads as its child
 // elements, each exactly one XML element (e.g. the XEP-0115 <c/> element), and sends it again
-// after every reconnection. It replaces the presence set before.
+// after every reconnection. It replaces the presence set before. The first call is the
+// session's initial presence (Dial sends none): the server answers it with the presence of
+// every contact online, delivered to the handlers installed by then; after a reconnection
+// the re-sent presence is again initial, and the answers reach the same handlers.
 func (c *Client) SetPresence(ctx context.Context, payloads ...[]byte) error {
 	kids := make([][]byte, len(payloads))
 	for i, p := range payloads {
@@ -749,7 +761,8 @@ func (c *Client) dispatchPresence(st *inStanza) {
 // MaxPresenceChildren, each at most MaxPresenceChildBytes; larger ones are left out). Several
 // handlers may be installed; remove uninstalls h. Handlers run one after the other on the
 // reader goroutine, in wire order, with recover: they must not block and must not modify
-// payloads. Our own presence, as the server echoes it, is delivered too.
+// payloads. Our own presence, as the server echoes it, is delivered too. Handlers installed
+// before the first SetPresence see the contacts' answers to it.
 func (c *Client) HandlePresence(h func(ctx context.Context, from, typ string, payloads [][]byte)) (remove func()) {
 	e := &presenceHandler{h: h}
 	c.mu.Lock()

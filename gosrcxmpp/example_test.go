@@ -52,3 +52,26 @@ func ExampleDial() {
 		log.Printf("version: %s", res)
 	}
 }
+
+// Install the presence handlers first, then make the account available: the contacts'
+// presence that the server sends in answer to the first SetPresence reaches the handler.
+func ExampleClient_SetPresence() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gosrcxmpp.Dial(ctx, gosrcxmpp.Config{
+		Address: "127.0.0.1:5222", JID: "romeo@localhost/orchard", Password: "secret",
+		TLS: &tls.Config{RootCAs: x509.NewCertPool()},
+	})
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	defer c.Close()
+	c.HandlePresence(func(ctx context.Context, from, typ string, payloads [][]byte) {
+		log.Printf("%s is %s", from, typ) // must not block
+	})
+	caps := []byte(`<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://xtlsjingle.example" ver="..."/>`)
+	if err := c.SetPresence(ctx, caps); err != nil {
+		log.Print(err)
+	}
+}

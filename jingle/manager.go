@@ -109,7 +109,7 @@ type Manager struct {
 	mu        sync.Mutex
 	closed    bool
 	sessions  map[sessionKey]*Session
-	tombs     map[sessionKey]struct{}
+	tombs     map[sessionKey]chan struct{} // ended sessions: their peerEnded
 	tombOrder []sessionKey
 }
 
@@ -131,7 +131,7 @@ func NewManager(link Link, cfg Config) *Manager {
 		cfg:      cfg,
 		local:    link.LocalJID(),
 		sessions: make(map[sessionKey]*Session),
-		tombs:    make(map[sessionKey]struct{}),
+		tombs:    make(map[sessionKey]chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.remove = link.HandleIQ(NS, "jingle", m.handleIQ)
@@ -196,7 +196,7 @@ func (m *Manager) forget(s *Session, tomb bool) {
 		delete(m.sessions, k)
 	}
 	if _, ok := m.tombs[k]; tomb && !ok {
-		m.tombs[k] = struct{}{}
+		m.tombs[k] = s.peerEnded
 		m.tombOrder = append(m.tombOrder, k)
 		if len(m.tombOrder) > maxTombs {
 			delete(m.tombs, m.tombOrder[0])
@@ -224,6 +224,7 @@ func (m *Manager) newSession(peer, sid string, initiator bool) *Session {
 		send:       make(chan struct{}, 1),
 		events:     make(chan Event, eventQueue+1),
 		done:       make(chan struct{}),
+		peerEnded:  make(chan struct{}),
 		state:      StatePending,
 		transports: map[contentKey]Transport{},
 		replies:    map[[32]byte]struct{}{},
@@ -302,8 +303,24 @@ func (m *Manager) handleIQ(ctx context.Context, from, to, typ string, payload []
 	if j.Action == SessionInitiate {
 		return m.handleInitiate(from, j, digest)
 	}
+	k := sessionKey{from, j.SID}
 	m.mu.Lock()
-	s := m.sessions[sessionKey{from, j.SID}]
+	s := m.sessions[k]
+	if j.Action == SessionTerminate {
+		// The peer has ended the session too: a session-terminate of ours that crossed
+		// this one needs no answer any more (Session.Terminate).
+		ch := m.tombs[k]
+		if s != nil {
+			ch = s.peerEnded
+		}
+		if ch != nil {
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
+		}
+	}
 	m.mu.Unlock()
 	if s == nil {
 		return nil, ErrUnknownSession // J-25, J-38

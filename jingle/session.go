@@ -43,7 +43,10 @@ type Session struct {
 	send   chan struct{} // token for our outgoing actions (one at a time)
 	events chan Event
 	done   chan struct{}
-	timer  *time.Timer
+	// peerEnded is closed (under m.mu) when a session-terminate from the peer arrives,
+	// also after the session ended on our side.
+	peerEnded chan struct{}
+	timer     *time.Timer
 
 	mu             sync.Mutex
 	state          State
@@ -261,7 +264,11 @@ func (s *Session) mergeLocked(contents []Content) {
 
 // Terminate ends the session (J-22): it is ended at once (J-25), then session-terminate with
 // reason (nil for none, although J-23 recommends one) is sent and acknowledged. Ending an
-// ended session does nothing. An <unknown-session/> answer counts as success.
+// ended session does nothing. An <item-not-found/> answer (with <unknown-session/> or
+// without: the peer no longer knows the session) counts as success, and so does
+// the peer's own session-terminate for the session arriving while we wait for the answer
+// (both ended it at the same time; the peer may be gone before it answers ours). ctx bounds
+// the wait for the answer otherwise.
 func (s *Session) Terminate(ctx context.Context, reason *Reason) error {
 	if !s.finish(reason, false) {
 		return nil
@@ -270,12 +277,28 @@ func (s *Session) Terminate(ctx context.Context, reason *Reason) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.peerEnded:
+			cancel(errPeerTerminated)
+		case <-ctx.Done():
+		}
+	}()
 	err = s.request(ctx, payload)
-	if errors.Is(err, ErrUnknownSession) {
+	if errors.Is(err, errNotFound) || err != nil && errors.Is(context.Cause(ctx), errPeerTerminated) {
 		return nil
 	}
 	return err
 }
+
+// errNotFound matches item-not-found with any application condition.
+var errNotFound = &Error{Condition: "item-not-found"}
+
+// errPeerTerminated cancels the wait for the answer to our session-terminate when the peer's
+// own arrives.
+var errPeerTerminated = errors.New("jingle: the peer terminated the session too")
 
 // Info sends session-info with payload (one element in the application's namespace), or an
 // empty session-info (a ping, J-29) if payload is nil.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/p2p"
@@ -17,7 +18,9 @@ import (
 // presence handler that feeds the XEP-0115 caps of contacts' presence into Config.Caps (a
 // first Open then needs no disco#info round trip when the caps are known) and remembers the
 // <p2p/> and <e2e/> elements they publish (seed 000), per full JID until their unavailable
-// presence. A link without it works as before.
+// presence. A link without it works as before. Call the link's first SetPresence after
+// NewClient: the contacts' presence that the server sends in answer to it then reaches the
+// client's handler (gosrcxmpp.Dial sends no presence of its own for that reason).
 type PresenceLink interface {
 	// SetPresence sends our available presence with payloads (each one XML element) as its
 	// children, replacing the presence before; the adapter re-sends it after reconnecting.
@@ -59,17 +62,22 @@ type P2PConfig struct {
 	PublishKey bool
 }
 
-// Paths reported in Session.Path: which kind of candidate carried the bytestream.
+// Paths reported in Session.Path: what carried the bytestream, judged from the connection
+// itself (its remote address: the address we dialed, or the source of the peer's connection),
+// never from the type of the candidate it was nominated as (an alias found by the
+// same-network rule keeps the CID of an assisted candidate).
 const (
-	// PathDirectLocal: a SOCKS5 connection to a host address on the same network: a peer's
-	// direct candidate at a private or loopback address, or at the locIp it published when
-	// it is on our network; or, when the peer connected to our direct candidate, from one of
-	// its own host addresses (its direct candidates or published locIp: no NAT rewrote the
-	// source), or to a private address of ours when the peer told us no host address.
+	// PathDirectLocal: a direct SOCKS5 connection between host addresses on the same
+	// network, with no NAT in between. We dialed the locIp:locPort the peer published, or a
+	// direct candidate of the peer at a private, loopback or link-local address; or the peer
+	// dialed us and the connection comes from its published locIp or from a private address
+	// among its direct candidates (a NAT would have replaced the source by its own); or the
+	// peer told us no address at all and used a direct candidate of ours at a private
+	// address.
 	PathDirectLocal = "direct-local"
-	// PathDirectExternal: a direct SOCKS5 connection across the Internet: an assisted
-	// candidate (port forward, STUN mapping, a published extIp), a public host address, or a
-	// connection to us whose source is not one of the peer's host addresses (a NAT's).
+	// PathDirectExternal: any other direct SOCKS5 connection: through a port forward or a
+	// STUN mapping (an assisted candidate, a published extIp), to or from a public host
+	// address, or from a source that is none of the peer's host addresses (a NAT's).
 	PathDirectExternal = "direct-external"
 	// PathProxy: through a SOCKS5 proxy (XEP-0065 mediated).
 	PathProxy = "proxy"
@@ -225,57 +233,52 @@ func aliasBase(cands []socks5.Candidate, pub p2p.P2P) (socks5.Candidate, bool) {
 	return socks5.Candidate{}, false
 }
 
-// s5bPath names the path of a SOCKS5 bytestream (see the Path constants).
+// s5bPath classifies the SOCKS5 connection that carries the session (Session.Path) from the
+// connection itself, not from the type of the nominated candidate: with aliases (the
+// same-network rule) the peer may have reached our assisted candidate's listener at our
+// local address, and an alias we dialed keeps the CID of the peer's assisted candidate.
+//
+//   - We dialed (the nominated candidate is the peer's): local when the address we are
+//     connected to is the locIp:locPort the peer published, or a private, loopback or
+//     link-local address of one of its direct candidates.
+//   - The peer dialed us: local when the connection comes from the peer's published locIp,
+//     or from a private, loopback or link-local address among its direct candidates (a NAT
+//     on the way would have replaced the source by its own). When the peer told us no
+//     address at all, only the candidate of ours it used is left to go by: local when it is
+//     a direct candidate at a private address.
+//
+// Everything else is direct-external.
 func (c *Client) s5bPath(s *Session, conn net.Conn, kind string) string {
 	if kind == TransportNameS5BProxy {
 		return PathProxy
 	}
-	if s.s5b == nil {
-		return PathDirectExternal
-	}
-	n := s.s5b.Nominated()
-	if n.Type == socks5.Assisted {
-		return PathDirectExternal
-	}
-	pub, _ := c.peers.Lookup(s.Peer)
-	remote := s.s5b.Remote()
-	for _, rc := range remote {
-		if rc.CID != n.CID {
-			continue
-		}
-		// We connected to the peer's direct candidate (or an alias at its locIp).
-		if isLocalIP(n.Host) {
-			return PathDirectLocal
-		}
-		if pub.P2P != nil && c.cfg.P2P != nil && p2p.SameNetwork(c.cfg.P2P.ExternalIP, *pub.P2P) {
-			return PathDirectLocal
-		}
-		return PathDirectExternal
-	}
-	// The peer connected to our direct candidate: local when the connection comes from one of
-	// its host addresses, which a NAT on the way would have replaced by its own.
 	ta, ok := conn.RemoteAddr().(*net.TCPAddr)
-	if !ok {
+	if s.s5b == nil || !ok {
 		return PathDirectExternal
 	}
-	src, _ := netip.AddrFromSlice(ta.IP)
-	src = src.Unmap()
-	known := pub.P2P != nil
-	for _, rc := range remote {
-		ip, err := netip.ParseAddr(rc.Host)
-		if err != nil || rc.Type != socks5.Direct {
-			continue
-		}
-		known = true
-		if ip.Unmap() == src {
+	peerAddr := ta.AddrPort()
+	peerAddr = netip.AddrPortFrom(peerAddr.Addr().Unmap(), peerAddr.Port())
+	pub, _ := c.peers.Lookup(s.Peer)
+	n := s.s5b.Nominated()
+	remote := s.s5b.Remote()
+	dialed := slices.ContainsFunc(remote, func(rc socks5.Candidate) bool { return rc.CID == n.CID })
+	hostOfPeer := func(ip netip.Addr) bool { // a private address among its direct candidates
+		return isLocalIP(ip.String()) && slices.ContainsFunc(remote, func(rc socks5.Candidate) bool {
+			a, err := netip.ParseAddr(rc.Host)
+			return err == nil && rc.Type == socks5.Direct && a.Unmap() == ip
+		})
+	}
+	if dialed {
+		if pub.P2P != nil && pub.P2P.Local == peerAddr || n.Type == socks5.Direct && hostOfPeer(peerAddr.Addr()) {
 			return PathDirectLocal
 		}
+		return PathDirectExternal
 	}
-	if pub.P2P != nil && pub.P2P.Local.Addr() == src {
+	if pub.P2P != nil && pub.P2P.Local.Addr() == peerAddr.Addr() || hostOfPeer(peerAddr.Addr()) {
 		return PathDirectLocal
 	}
-	if !known && isLocalIP(n.Host) {
-		// Nothing says where the peer is: it reached a private host address of ours.
+	told := pub.P2P != nil || slices.ContainsFunc(remote, func(rc socks5.Candidate) bool { return rc.Type == socks5.Direct })
+	if !told && n.Type == socks5.Direct && isLocalIP(n.Host) {
 		return PathDirectLocal
 	}
 	return PathDirectExternal

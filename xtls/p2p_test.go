@@ -157,6 +157,41 @@ func TestSEED1_SameNetworkUsesLocal(t *testing.T) {
 	closePair(t, sa, sb)
 }
 
+// TestSEED1_SameNetworkPathOnBothSides (issue 10): as in TestSEED1_SameNetworkUsesLocal, but
+// romeo publishes his <p2p/> too (locIp 127.0.0.1). Juliet nominated her own assisted
+// candidate (the alias's base), yet the connection came from romeo's published locIp, not
+// through the forward: both sides report direct-local, judged from the connection.
+func TestSEED1_SameNetworkPathOnBothSides(t *testing.T) {
+	checkGoroutines(t)
+	n := xmpptest.NewNetwork(37)
+	var fwd *forwarder
+	juliet := newParty(t, n, julietJID, partyOpts{listener: true, tweak: func(c *xtls.Config) {
+		local := netip.MustParseAddrPort(c.S5B.Listener.Addr().String())
+		fwd = newForwarder(t, local.String())
+		c.S5B.Hosts = []string{}
+		c.S5B.Extra = []string{fwd.addr().String()}
+		c.P2P = &xtls.P2PConfig{Publish: p2p.P2P{External: fwd.addr(), Local: local}}
+	}})
+	romeo := newParty(t, n, romeoJID, partyOpts{tweak: func(c *xtls.Config) {
+		c.P2P = &xtls.P2PConfig{ExternalIP: netip.MustParseAddr("127.0.0.1"),
+			Publish: p2p.P2P{External: netip.MustParseAddrPort("127.0.0.1:9"), Local: netip.MustParseAddrPort("127.0.0.1:9")}}
+	}})
+	pinEachOther(t, romeo, juliet)
+	publish(t, juliet, romeo)
+	publish(t, romeo, juliet)
+	sa, sb, err := openAccept(t, romeo, juliet, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if sa.Path != xtls.PathDirectLocal || sb.Path != xtls.PathDirectLocal {
+		t.Errorf("paths %q (romeo) / %q (juliet), want %q on both sides", sa.Path, sb.Path, xtls.PathDirectLocal)
+	}
+	if n := fwd.count.Load(); n != 0 {
+		t.Errorf("%d connections through the forward, want none", n)
+	}
+	closePair(t, sa, sb)
+}
+
 // TestSEED1_UnknownExternalIPNoHint: without our own external IP the rule cannot tell the
 // networks apart, so juliet's candidates are tried by priority (JS5B-7): her direct one wins
 // and the forward is not used.

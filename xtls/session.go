@@ -196,8 +196,11 @@ type Session struct {
 	Method string
 	// Transport is TransportNameS5BDirect, TransportNameS5BProxy or TransportNameIBB.
 	Transport string
-	// Path says which kind of candidate won: PathDirectLocal, PathDirectExternal, PathProxy
-	// or PathIBB.
+	// Path says what carried the bytestream: PathDirectLocal, PathDirectExternal, PathProxy
+	// or PathIBB. For a direct SOCKS5 connection it is derived from the connection's remote
+	// address on each side (the address dialed, or the source of the accepted connection)
+	// compared with the peer's candidates and published locIp, so both sides agree on it
+	// (see the Path constants).
 	Path string
 	// PeerFingerprint is the fingerprint of the certificate the peer presented in TLS.
 	PeerFingerprint Fingerprint
@@ -409,8 +412,14 @@ func (s *Session) Err() error {
 	}
 }
 
+// closeTerminateWait bounds the wait for the answer to the session-terminate that ends a
+// session (Close, or a failure after the session was established).
+const closeTerminateWait = 2 * time.Second
+
 // Close ends the session in order: </stream:stream> (waiting for the peer's), TLS
-// close_notify, the bytestream close, session-terminate with <success/> (XS-7, CORE-8).
+// close_notify, the bytestream close, session-terminate with <success/> (XS-7, CORE-8). The
+// answer to the session-terminate is waited for at most 2 s, and not at all once the peer's
+// own session-terminate for the session has arrived (both closed at the same moment).
 func (s *Session) Close() error {
 	s.end(nil, false)
 	<-s.done
@@ -434,7 +443,12 @@ func (s *Session) end(fail *Error, byPeer bool) {
 			if fail != nil {
 				r = &jingle.Reason{Condition: fail.Condition, Text: fail.Text}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// The stream close and TLS close_notify above have delivered our data; the
+			// answer to session-terminate only confirms what the peer also learns from the
+			// stream's end, so it is not waited for long: a peer that terminated at the same
+			// moment completes it with its own session-terminate (jingle.Session.Terminate),
+			// and one that is gone (its process exited) costs at most closeTerminateWait.
+			ctx, cancel := context.WithTimeout(context.Background(), closeTerminateWait)
 			_ = s.js.Terminate(ctx, r)
 			cancel()
 		}
