@@ -271,26 +271,54 @@ func (c *conn) subscribe(ctx context.Context, jids []string) {
 		switch typ {
 		case "subscribe":
 			go func() { _ = c.link.SendPresence(ctx, bare, "subscribed") }() // handlers must not block
-		case "available":
-			c.mu.Lock()
-			ch := c.onlineLocked(from)
-			select {
-			case <-ch:
-			default:
-				close(ch)
-			}
-			c.mu.Unlock()
+		case "available", "unavailable":
+			c.notePresence(from, typ)
 		}
 	})
 }
 
+// notePresence records a --subscribe contact's available or unavailable presence for
+// waitPresence.
+func (c *conn) notePresence(from, typ string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if typ == "unavailable" {
+		// Gone: a later waitPresence waits for its next available presence again.
+		if ch := c.online[from]; ch != nil && isClosed(ch) {
+			delete(c.online, from)
+		}
+		return
+	}
+	if ch := c.onlineLocked(from); ch != nil && !isClosed(ch) {
+		close(ch)
+	}
+}
+
+// maxOnline bounds the --subscribe presence table: the contacts named there may send presence
+// from any number of resources.
+const maxOnline = 256
+
+// onlineLocked returns the channel of the full JID, made on first use; nil when the table
+// is full.
 func (c *conn) onlineLocked(jid string) chan struct{} {
 	ch := c.online[jid]
 	if ch == nil {
+		if len(c.online) >= maxOnline {
+			return nil
+		}
 		ch = make(chan struct{})
 		c.online[jid] = ch
 	}
 	return ch
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitPresence waits up to d for the available presence of the full JID peer, when peer is
