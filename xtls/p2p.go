@@ -51,6 +51,11 @@ type P2PConfig struct {
 	// it, or its host address), the peer's listener matches our connection by DST.ADDR, not
 	// by address, and the nomination uses the candidate's priority on both sides. At most one
 	// alias per session is tried.
+	//
+	// The rule can be wrong: behind a carrier-grade NAT unrelated customers share one external
+	// IP, so "the same network" may not be. That costs only a failed attempt at the local
+	// address (bounded by the connect timeout) before the next candidate; it never weakens
+	// authentication, which TLS does whatever address the bytestream reached.
 	ExternalIP netip.Addr
 	// Publish, when valid, is the <p2p/> that Client.PresencePayloads returns: our external
 	// address (a port forward or the STUN mapping of our S5B listener) and the listener's
