@@ -18,26 +18,33 @@ import (
 // envelope), which is what the server counts.
 //
 //   - Without a measured limit the old block window applies: up to Config.Window blocks in
-//     flight, from two blocks in slow start, halved once per round when even the round's
-//     fastest acknowledgement came more than queueTarget after the fastest ever seen. This is
-//     the fast path of an unlimited server.
+//     flight, from two blocks in slow start (growing only while the window is what holds the
+//     stream back), halved (not below two) once per round when even the round's fastest
+//     acknowledgement came more than queueTarget after the fastest ever seen. This is the
+//     fast path of an unlimited server.
 //   - An acknowledgement later than the smallest round trip by more than queueNoise means the
-//     block waited in front of a limit. While blocks keep waiting, the server reads them one
-//     pause apart, and each pause is the previous read's cost, so the acknowledgements of such
-//     a busy period are spaced by wire bytes / rate: that measures the limit's rate.
+//     block waited in front of a limit. While the stream keeps the server busy (its blocks
+//     waited for the window or pacer, or others were in flight), the server reads what is
+//     waiting one pause apart, and each pause is the previous read's cost, so the groups of
+//     acknowledgements of such a busy period are spaced by wire bytes / rate: that measures
+//     the limit's rate. A lone message that found the server pausing for another stream
+//     measures nothing.
 //   - With a measured rate low enough that the block window would queue for more than
 //     paceAbove, the Conn paces: it sends at paceShare of the measured rate from a token
 //     bucket (a block leaves when the bucket holds its bytes), keeps at most inflightTime of
 //     the rate unacknowledged, and cuts writes into blocks that take at most blockTime at the
-//     rate (never below minPacedBlock bytes of payload), in equal parts, so that a TLS record
-//     that does not fit one block is not followed by a sliver. Sending below the rate keeps
-//     the queue in front of the limit empty; under a token bucket (ejabberd) the unused share
-//     builds credit in the server's bucket, so a later small write passes at once. A small
-//     write then waits for at most the block in front of it (≤ blockTime) plus its own bytes.
-//   - A block that waited again re-measures the rate, drops the bucket's credit and, when the
-//     wait was long, skips the time it shows, so that the queue drains. A Conn that is held
-//     back by the pacer and sees no queue for probeAfter raises its pace by probeGain, so a
-//     lifted or raised limit is found again.
+//     rate (never below minPacedBlock bytes of payload, and at most maxPacedWire bytes on the
+//     wire: Prosody 0.12 under mod_limits held every 5.6 KB data IQ back for 0.4 s, while
+//     2.9 KB ones passed at once), in equal parts, so that a TLS record that does not fit one
+//     block is not followed by a sliver. Sending below the rate keeps the queue in front of
+//     the limit empty; under a token bucket (ejabberd) the unused share builds credit in the
+//     server's bucket, so a later small write passes at once. A small write then waits for at
+//     most the block in front of it (≤ blockTime) plus its own bytes.
+//   - A sustained queue (a busy period long enough to measure) sets the pace back to
+//     paceShare of the new measurement and empties the bucket; the in-flight bound lets the
+//     queue drain. A Conn that is held back by the pacer and sees no queue for probeAfter
+//     raises its pace by probeGain, so a lifted or raised limit is found again. (Probing
+//     more often eats the credit that keeps small writes fast under ejabberd's shaper.)
 const (
 	queueTarget   = 100 * time.Millisecond
 	queueNoise    = 25 * time.Millisecond
@@ -46,6 +53,7 @@ const (
 	paceAbove     = 250 * time.Millisecond
 	paceShare     = 0.95
 	minPacedBlock = 256
+	maxPacedWire  = 3072
 	probeAfter    = 30 * time.Second
 	probeGain     = 1.05
 	busyMax       = 64
@@ -77,6 +85,7 @@ type pacer struct {
 	overhead int           // wire bytes of a data IQ besides its <data/> element
 	cwnd     int           // blocks allowed in flight while not pacing, 1..max
 	slow     bool          // slow start: cwnd doubles per round
+	full     bool          // a block waited for the window in this round
 	acks     int           // acknowledgements in the current round
 	roundMin time.Duration // smallest round trip in the current round
 	base     time.Duration // smallest round trip seen
@@ -88,7 +97,7 @@ type pacer struct {
 	tokens     float64   // pacer bucket, wire bytes (negative: a drain in progress)
 	tokensAt   time.Time // when tokens was last brought up to date
 	busy       []ackRec  // reads (groups of acknowledgements) of the current busy period
-	lastAck    time.Time
+	busyAt     time.Time // last acknowledgement added to busy
 	lastQueued time.Time // last acknowledgement that had waited
 	lastHeld   time.Time // last time the pacer held a block back
 	lastProbe  time.Time
@@ -119,7 +128,7 @@ func (p *pacer) blockLimit() int {
 	if !p.paced() {
 		return p.block
 	}
-	wire := p.effRate() * blockTime.Seconds()
+	wire := min(p.effRate()*blockTime.Seconds(), maxPacedWire)
 	n := int((wire - float64(80+p.overhead)) * 3 / 4)
 	return min(p.block, max(minPacedBlock, n))
 }
@@ -154,7 +163,11 @@ func (p *pacer) admit(now time.Time, wire, inFlight int) (ok bool, wait time.Dur
 		return false, 0
 	}
 	if !p.paced() {
-		return inFlight < p.cwnd, 0
+		if inFlight >= p.cwnd {
+			p.full = true
+			return false, 0
+		}
+		return true, 0
 	}
 	if p.inflight > 0 && float64(p.inflight+wire) > max(float64(wire), p.effRate()*inflightTime.Seconds()) {
 		return false, 0
@@ -178,10 +191,10 @@ func (p *pacer) sent(now time.Time, wire int) {
 }
 
 // ack adapts the pacer to the acknowledgement of a block of wire bytes that took rtt after
-// its request was written. backlogged says that the block had to wait for the window or the
-// pacer, or was sent while others were in flight: only such blocks follow each other closely
-// enough for their spacing to measure the limit (a lone chat message's spacing is the
-// user's typing).
+// its request was written. backlogged says that the block waited for the window or the
+// pacer, or was sent while others of the stream were in flight: only then does the stream
+// keep the server busy, so that the spacing of the reads measures the limit (a lone chat
+// message that finds the server pausing for someone else is spaced by the user's typing).
 func (p *pacer) ack(now time.Time, rtt time.Duration, wire int, backlogged bool) {
 	p.inflight = max(0, p.inflight-wire)
 	if p.base == 0 || rtt < p.base {
@@ -191,28 +204,28 @@ func (p *pacer) ack(now time.Time, rtt time.Duration, wire int, backlogged bool)
 	if queued {
 		p.lastQueued = now
 	}
-	if queued && backlogged && p.rate == 0 && !p.slow && p.cwnd > 1 {
-		// A queue before any measurement: one block at a time, so that the reads, and so
-		// the acknowledgements, come one block apart and measure the limit soon.
-		p.cwnd, p.acks = 1, 0
+	if queued && backlogged && p.rate == 0 && p.cwnd > 2 {
+		// A queue before any measurement: two blocks at a time, so that the reads, and so
+		// the acknowledgements, come a block or two apart and measure the limit soon.
+		p.cwnd, p.acks, p.slow = 2, 0, false
 	}
-	if queued && backlogged {
+	if queued {
 		// A busy period: the limit is measured again; a sustained queue (not a single block
 		// that found the server pausing after the one before it) sends the pace back to the
-		// measured rate, and nothing more goes until what is in flight passed at that rate.
-		if p.measure(now, wire) && p.paced() {
+		// measured rate and empties the bucket. (The in-flight bound lets the queue drain.)
+		if p.measure(now, wire, backlogged) && p.paced() {
 			p.pace = paceShare * p.rate
 			p.refill(now)
-			p.tokens = min(p.tokens, -float64(p.inflight))
+			p.tokens = min(p.tokens, 0)
 		}
 	} else if !queued {
 		p.busy = p.busy[:0]
 		if p.paced() && now.Sub(p.lastQueued) > probeAfter && now.Sub(p.lastProbe) > probeAfter && now.Sub(p.lastHeld) < time.Second {
+			// Held back by the pacer and no queue for a while: probe for more.
 			p.pace = min(p.pace*probeGain, 4*p.rate)
 			p.lastProbe = now
 		}
 	}
-	p.lastAck = now
 	p.window(rtt)
 }
 
@@ -223,9 +236,17 @@ func (p *pacer) ack(now time.Time, rtt time.Duration, wire int, backlogged bool)
 // the second group to the last one is the cost of the groups from the second to the one
 // before the last. (The first group of a period may have found credit in the server's
 // bucket.)
-func (p *pacer) measure(now time.Time, wire int) bool {
-	if n := len(p.busy); n > 0 && now.Sub(p.lastAck) <= groupGap {
-		p.busy[n-1].wire += wire
+func (p *pacer) measure(now time.Time, wire int, backlogged bool) bool {
+	if n := len(p.busy); n > 0 && now.Sub(p.busyAt) <= groupGap {
+		p.busy[n-1].wire += wire // the same read
+		p.busyAt = now
+		return false
+	}
+	p.busyAt = now
+	if !backlogged {
+		// The server may have been idle, or busy with others, before this read: a new
+		// period starts with it.
+		p.busy = append(p.busy[:0], ackRec{at: now, wire: wire})
 		return false
 	}
 	if len(p.busy) == busyMax {
@@ -233,25 +254,33 @@ func (p *pacer) measure(now time.Time, wire int) bool {
 	}
 	p.busy = append(p.busy, ackRec{at: now, wire: wire})
 	n := len(p.busy)
-	from := 1
-	if n == 2 && p.rate == 0 {
-		from = 0 // a first estimate, possibly high; the next read refines it
-	} else if n < 3 {
+	if n < 3 {
 		return false
 	}
-	span := now.Sub(p.busy[from].at)
+	span := now.Sub(p.busy[1].at)
 	if span < 150*time.Millisecond {
 		return false
 	}
 	bytes := 0
-	for _, a := range p.busy[from : n-1] {
+	for _, a := range p.busy[1 : n-1] {
 		bytes += a.wire
 	}
+	// A server that reads in chunks of its own size (Prosody: 8 KiB) does not acknowledge
+	// a block per read, so a short period can be off either way. An estimate that is too
+	// high shows as a queue and is measured again, one that is too low would never be seen
+	// again (the pacer stays below it): each measurement lowers the rate by at most 3%.
+	// (Prosody's mod_limits also holds bytes over its budget back for a whole second, which
+	// makes single samples low.)
 	first := p.rate == 0
-	p.rate = float64(bytes) / span.Seconds()
+	sample := float64(bytes) / span.Seconds()
+	if first {
+		p.rate = sample
+	} else {
+		p.rate = max(sample, 0.97*p.rate)
+	}
 	if first {
 		p.pace = paceShare * p.rate
-		p.tokens, p.tokensAt = -float64(p.inflight), now
+		p.tokens, p.tokensAt = 0, now
 	}
 	return true
 }
@@ -269,14 +298,19 @@ func (p *pacer) window(rtt time.Duration) {
 	}
 	switch {
 	case p.roundMin > p.base+max(queueTarget, p.base/2):
-		p.cwnd = max(1, p.cwnd/2)
+		// Not below two: with two blocks in flight each is sent while the other waits, and
+		// their acknowledgements measure the limit (measure).
+		p.cwnd = max(min(2, p.max), p.cwnd/2)
 		p.slow = false
+	case !p.full:
+		// The window was not what held the stream back (a few small writes, e.g. a TLS
+		// handshake): no evidence that a larger one would pass, so it does not grow.
 	case p.slow:
 		p.cwnd = min(p.max, 2*p.cwnd)
 	case p.cwnd < p.max:
 		p.cwnd++
 	}
-	p.acks = 0
+	p.acks, p.full = 0, false
 }
 
 // suspend records a wait error: one block at a time until the acknowledgements say

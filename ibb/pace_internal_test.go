@@ -17,6 +17,7 @@ func TestIBB10_PacerAdapts(t *testing.T) {
 	now := time.Unix(0, 0)
 	step := func(rtt time.Duration, n int) {
 		for range n {
+			p.admit(now, 100, p.cwnd) // the window holds the stream back
 			now = now.Add(rtt)
 			p.ack(now, rtt, 0, true)
 		}
@@ -73,11 +74,13 @@ func TestIBB10_PacerMeasuresRate(t *testing.T) {
 }
 
 // shaperSim is a server that limits what it reads from one client connection as ejabberd's
-// shaper and Prosody's server_epoll setlimit do: it reads whatever is waiting, then stops
-// reading for as long as those bytes cost beyond the credit in its bucket (burst 0: no
-// credit, Prosody). Time is simulated in steps of one millisecond.
+// shaper and Prosody's server_epoll setlimit do: it reads whatever is waiting (Prosody: at
+// most 8 KiB), then stops reading for as long as those bytes cost beyond the credit in its
+// bucket (burst 0: no credit, Prosody). Time is simulated in steps of one millisecond.
 type shaperSim struct {
 	rate, burst float64
+	chunk       int           // largest read, bytes (0: whatever is waiting)
+	hold        time.Duration // > 0: mod_limits (filter): bytes over the budget wait this long
 	credit      float64
 	last        time.Time
 	pauseEnd    time.Time
@@ -87,6 +90,7 @@ type shaperSim struct {
 type simBlock struct {
 	conn          int
 	wire, payload int
+	read          int // bytes the server has read
 	sent          time.Time
 	chat          int // chat message this block ends, or -1
 	backlogged    bool
@@ -124,9 +128,9 @@ type simResult struct {
 // runShaperSim runs bulk writes of bulkSize bytes on conn 0 for d and, after warm, a chat
 // message of chatSize bytes every 400 ms on conn chatConn (0: the same stream, behind the
 // bulk write under way; 1: another stream of the same link).
-func runShaperSim(rate, burst float64, bulkSize, chatSize, chatConn int, d, warm time.Duration) simResult {
+func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, chatSize, chatConn int, d, warm time.Duration) simResult {
 	start := time.Unix(1000, 0)
-	srv := &shaperSim{rate: rate, burst: burst, credit: burst, last: start}
+	srv := &shaperSim{rate: rate, burst: burst, chunk: chunk, hold: hold, credit: burst, last: start}
 	const peer = "juliet@capulet.lit/balcony"
 	conns := []*simConn{{p: newPacer(8, DefaultBlockSize, peer)}, {p: newPacer(8, DefaultBlockSize, peer)}}
 	conns[0].queue = []simRecord{{left: bulkSize, chat: -1}}
@@ -146,17 +150,41 @@ func runShaperSim(rate, burst float64, bulkSize, chatSize, chatConn int, d, warm
 			}
 		}
 		if !now.Before(srv.pauseEnd) && len(srv.socket) > 0 {
-			size := 0
-			n := 0
-			for _, b := range srv.socket {
+			// Read what has arrived, at most srv.chunk bytes (0: all of it); a block is
+			// acknowledged once its last byte is read.
+			limit := srv.chunk
+			avail := min(srv.burst, srv.credit+srv.rate*now.Sub(srv.last).Seconds())
+			if srv.hold > 0 {
+				// mod_limits: what exceeds the budget waits for the next check, hold later.
+				if limit == 0 || int(avail) < limit {
+					limit = max(0, int(avail))
+				}
+			}
+			size, n, over := 0, 0, false
+			for i := range srv.socket {
+				b := &srv.socket[i]
 				if b.sent.Add(owd).After(now) {
 					break
 				}
-				size += b.wire
-				n++
+				if limit > 0 && size == limit || srv.hold > 0 && limit == 0 {
+					over = true
+					break
+				}
+				left := b.wire - b.read
+				if limit > 0 {
+					left = min(left, limit-size)
+				}
+				b.read += left
+				size += left
+				if b.read == b.wire {
+					n++
+				}
 			}
-			if n > 0 {
-				srv.credit = min(srv.burst, srv.credit+srv.rate*now.Sub(srv.last).Seconds()) - float64(size)
+			if over && srv.hold > 0 {
+				srv.pauseEnd = now.Add(srv.hold)
+			}
+			if size > 0 {
+				srv.credit = avail - float64(size)
 				srv.last = now
 				if srv.credit < 0 {
 					srv.pauseEnd = now.Add(time.Duration(-srv.credit / srv.rate * float64(time.Second)))
@@ -247,19 +275,22 @@ func TestIBB10_PacerUnderShaper(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		rate, burst float64
+		chunk       int
+		hold        time.Duration
 		bulk, conn  int
 	}{
-		{"ejabberd/same-stream-1KiB", 3000, 20000, 1065, 0},
-		{"ejabberd/other-stream-16KiB", 3000, 20000, 16406, 1},
-		{"prosody/same-stream-1KiB", 10240, 0, 1065, 0},
-		{"prosody/other-stream-16KiB", 10240, 0, 16406, 1},
-		{"ejabberd/same-stream-4KiB", 3000, 20000, 4118, 0},
+		{"ejabberd/same-stream-1KiB", 3000, 20000, 0, 0, 1065, 0},
+		{"ejabberd/other-stream-16KiB", 3000, 20000, 0, 0, 16406, 1},
+		{"prosody-epoll/same-stream-1KiB", 10240, 0, 8192, 0, 1065, 0},
+		{"prosody-epoll/other-stream-16KiB", 10240, 0, 8192, 0, 16406, 1},
+		{"prosody-epoll/same-stream-4KiB", 10240, 0, 8192, 0, 4118, 0},
+		{"ejabberd/same-stream-4KiB", 3000, 20000, 0, 0, 4118, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bulk := runShaperSim(tc.rate, tc.burst, tc.bulk, 0, tc.conn, 60*time.Second, 20*time.Second)
+			bulk := runShaperSim(tc.rate, tc.burst, tc.chunk, tc.hold, tc.bulk, 0, tc.conn, 60*time.Second, 20*time.Second)
 			share := bulk.payloadRate / bulk.ceiling
 			full := tc.rate * 4096 / float64((4096+2)/3*4+80+envelope("juliet@capulet.lit/balcony")+24)
-			r := runShaperSim(tc.rate, tc.burst, tc.bulk, 72, tc.conn, 90*time.Second, 30*time.Second)
+			r := runShaperSim(tc.rate, tc.burst, tc.chunk, tc.hold, tc.bulk, 72, tc.conn, 90*time.Second, 30*time.Second)
 			p50, mx := pct(r.chat)
 			t.Logf("%s: bulk alone %.0f B/s of payload = %.0f%% of the limit's %.0f B/s for these blocks (%.0f%% of %.0f B/s for full 4 KiB blocks); with chat: chat p50 %v max %v (%d), bulk %.0f B/s = %.0f%% of what the chat leaves; max in flight %d B",
 				tc.name, bulk.payloadRate, 100*share, bulk.ceiling, 100*bulk.payloadRate/full, full, p50, mx, len(r.chat), r.payloadRate, 100*r.payloadRate/r.ceiling, r.maxInflight)
@@ -285,7 +316,7 @@ func TestIBB10_PacerUnderShaper(t *testing.T) {
 // IBB-10: on an unlimited path the pacer never paces and the block window reaches
 // Config.Window: no regression of unlimited throughput.
 func TestIBB10_PacerUnlimited(t *testing.T) {
-	r := runShaperSim(50e6, 0, 16406, 72, 1, 5*time.Second, time.Second)
+	r := runShaperSim(50e6, 0, 0, 0, 16406, 72, 1, 5*time.Second, time.Second)
 	p50, mx := pct(r.chat)
 	t.Logf("unlimited: %.1f MB/s of payload, chat p50 %v max %v", r.payloadRate/1e6, p50, mx)
 	if r.paced {
