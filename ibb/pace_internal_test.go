@@ -121,6 +121,7 @@ type simResult struct {
 	payloadRate, ceiling float64 // bulk payload B/s read; the limit's payload rate for the blocks sent
 	chat                 []time.Duration
 	paced                bool
+	chatPaced            bool // the other stream's pacer measured a limit from the chat alone
 	maxInflight          int
 	bulkWire             int
 }
@@ -250,6 +251,7 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 		res.ceiling = (rate - float64(chatWire)/d.Seconds()) * float64(bulkPayload) / float64(bulkWire)
 	}
 	res.paced = conns[0].p.paced()
+	res.chatPaced = conns[1].p.paced()
 	res.bulkWire = bulkWire
 	return res
 }
@@ -296,6 +298,9 @@ func TestIBB10_PacerUnderShaper(t *testing.T) {
 				tc.name, bulk.payloadRate, 100*share, bulk.ceiling, 100*bulk.payloadRate/full, full, p50, mx, len(r.chat), r.payloadRate, 100*r.payloadRate/r.ceiling, r.maxInflight)
 			if !r.paced || !bulk.paced {
 				t.Fatal("the pacer did not measure the limit")
+			}
+			if r.chatPaced {
+				t.Error("the chat stream measured a limit from its lone messages")
 			}
 			if share < 0.9 {
 				t.Errorf("payload rate %.0f%% of the limit's, want ≥ 90%%", 100*share)
