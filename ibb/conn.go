@@ -48,10 +48,11 @@ type Conn struct {
 	sendSeq   uint16        // guarded by wrSem
 	lastSent  chan struct{} // closed when the previous block's request started; guarded by wrSem
 
-	smu      sync.Mutex
-	sendBase uint16          // oldest unacknowledged seq
-	acked    map[uint16]bool // acknowledged seqs at or after sendBase
-	pace     pacer           // adaptive send window (pace.go)
+	smu        sync.Mutex
+	sendBase   uint16          // oldest unacknowledged seq
+	acked      map[uint16]bool // acknowledged seqs at or after sendBase
+	pace       pacer           // adaptive send window (pace.go)
+	backlogged bool            // the block admitted last waited or had others in flight
 
 	readDL, writeDL deadline
 	readNotify      chan struct{} // poke: data or end of stream
@@ -99,7 +100,7 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		lastSent:   closedChan,
 		ackNotify:  make(chan struct{}, 1),
 		acked:      make(map[uint16]bool),
-		pace:       newPacer(h.cfg.Window),
+		pace:       newPacer(h.cfg.Window, blockSize, key.peer),
 		readDL:     makeDeadline(),
 		writeDL:    makeDeadline(),
 		readNotify: make(chan struct{}, 1),
@@ -257,27 +258,58 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if len(b) == 0 {
 			return n, nil
 		}
-		chunk := b
-		if len(chunk) > c.blockSize {
-			chunk = chunk[:c.blockSize]
-		}
+		var (
+			chunk   []byte
+			payload []byte
+			wire    int
+		)
 		if c.stanza == StanzaIQ {
-			// Sliding window (IBB-10): a block is sent only while it is less than Window
-			// ahead of the oldest unacknowledged one, so the receiver never holds more
-			// than Window blocks behind a gap, however late one of them is.
-			for !c.inWindow() {
+			c.smu.Lock()
+			size := c.pace.chunk(len(b))
+			c.smu.Unlock()
+			chunk = b[:min(size, c.blockSize)]
+		} else {
+			chunk = b[:min(len(b), c.blockSize)]
+		}
+		payload = AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
+		wire = len(payload) + c.pace.overhead
+		if c.stanza == StanzaIQ {
+			// Sliding window (IBB-10): a block is sent only while it is less than the window
+			// ahead of the oldest unacknowledged one, so the receiver never holds more than
+			// Window blocks behind a gap, however late one of them is; under a measured rate
+			// limit the pacer also holds it back by bytes and time (pace.go).
+			for waited := false; ; waited = true {
+				ok, wait := c.admit(wire, waited)
+				if ok {
+					break
+				}
+				var timer *time.Timer
+				var fire <-chan time.Time
+				if wait > 0 {
+					timer = time.NewTimer(wait)
+					fire = timer.C
+				}
+				stop := func() {
+					if timer != nil {
+						timer.Stop()
+					}
+				}
 				select {
 				case <-c.ackNotify:
+				case <-fire:
 				case <-c.closedCh:
+					stop()
 					return n, c.opError("write", net.ErrClosed)
 				case <-c.doneCh:
+					stop()
 					return n, c.writeState()
 				case <-c.writeDL.wait():
+					stop()
 					return n, c.opError("write", os.ErrDeadlineExceeded)
 				}
+				stop()
 			}
 		}
-		payload := AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
 		if c.stanza == StanzaIQ {
 			// Close may have begun since writeState: it marks the conn closed under c.mu and
 			// then waits for inflight, so the block is counted under c.mu too, or not sent
@@ -289,6 +321,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 			}
 			c.mu.Unlock()
 			if closed {
+				c.smu.Lock()
+				c.pace.inflight -= wire
+				c.smu.Unlock()
 				return n, c.opError("write", net.ErrClosed)
 			}
 		}
@@ -296,7 +331,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if c.stanza == StanzaIQ {
 			prev, started := c.lastSent, make(chan struct{})
 			c.lastSent = started
-			go c.sendData(c.sendSeq-1, payload, prev, started)
+			go c.sendData(c.sendSeq-1, payload, wire, c.backlogged, prev, started)
 		} else if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
 			c.fail(&RemoteError{Op: "data", Err: err}, true)
 			return n, c.writeState()
@@ -311,7 +346,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 // swap (IBB-14). The link's Request both writes and waits, so the next block's request starts
 // only when this one is written, which the link shows by starting to wait on its context
 // (sentSignal); a link that never does so makes the blocks go one at a time.
-func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, started chan struct{}) {
+func (c *Conn) sendData(seq uint16, payload []byte, wire int, backlogged bool, prev <-chan struct{}, started chan struct{}) {
 	defer c.inflight.Done()
 	select {
 	case <-prev:
@@ -353,7 +388,9 @@ func (c *Conn) sendData(seq uint16, payload []byte, prev <-chan struct{}, starte
 	now := time.Now()
 	c.smu.Lock()
 	if !written.IsZero() {
-		c.pace.ack(now.Sub(written), now)
+		c.pace.ack(now, now.Sub(written), wire, backlogged)
+	} else {
+		c.pace.inflight = max(0, c.pace.inflight-wire)
 	}
 	c.acked[seq] = true
 	for c.acked[c.sendBase] {
@@ -388,11 +425,20 @@ func (s *sentSignal) Done() <-chan struct{} {
 	return s.Context.Done()
 }
 
-// inWindow reports whether the next block may be sent. Called with wrSem held.
-func (c *Conn) inWindow() bool {
+// admit reports whether the next block, of wire bytes, may be sent now and, if so, counts
+// it as sent; otherwise wait > 0 says when to ask again (0: after an acknowledgement).
+// Called with wrSem held.
+func (c *Conn) admit(wire int, waited bool) (ok bool, wait time.Duration) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return int(c.sendSeq-c.sendBase) < c.pace.cwnd
+	now := time.Now()
+	inFlight := int(c.sendSeq - c.sendBase)
+	ok, wait = c.pace.admit(now, wire, inFlight)
+	if ok {
+		c.pace.sent(now, wire)
+		c.backlogged = waited || inFlight > 0
+	}
+	return ok, wait
 }
 
 // receive handles one data block from the peer (IBB-7, IBB-12, IBB-14).

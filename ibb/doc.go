@@ -14,9 +14,12 @@
 //     as an IQ set (or a message, IBB-3/IBB-17) with seq counting up from 0 and wrapping
 //     after 65535 (IBB-7), in seq order on the wire, and sends a block only while it is less
 //     than the current window ahead of the oldest unacknowledged one (IBB-10). The window
-//     adapts between 1 and Config.Window to the acknowledgement round trips, so that under a
-//     server's rate limit (Prosody's 10 KiB/s per client, ejabberd's shaper) the limit stays
-//     busy without a queue building up in front of later writes. A block refused with a
+//     adapts between 2 and Config.Window to the acknowledgement round trips; once the
+//     acknowledgements show a server's rate limit (Prosody's 10 KiB/s per client, ejabberd's
+//     3000 B/s shaper) the Conn measures it and paces by wire bytes instead: 95% of the
+//     limit, at most 0.7 s of it in flight, blocks of at most 0.6 s of it (and 3 KB on the
+//     wire), so that the limit stays busy without a queue building up in front of later
+//     writes, which pass within about one block's time (pace.go). A block refused with a
 //     delivery error of type wait, or resource-constraint or policy-violation, is sent again
 //     after growing pauses for up to Config.RetryTimeout (IBB-11); any other refusal, or one
 //     that outlasts the retries, closes the stream (IBB-13). Close sends <close/> only after

@@ -32,9 +32,10 @@ type Config struct {
 	BlockSize int
 	// Window is the largest number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20):
 	// a block is sent only while it is less than the current window ahead of the oldest
-	// unacknowledged one. The current window adapts between 1 and Window to the
-	// acknowledgement round trips, so that a server's rate limit does not build a queue in
-	// front of later writes (see RetryTimeout for its errors). Default 8. Blocks leave in seq order, as receivers that process in wire order need
+	// unacknowledged one. The current window adapts between 2 and Window to the
+	// acknowledgement round trips; under a server's rate limit the Conn paces by bytes
+	// instead, so that the limit does not build a queue in front of later writes (see
+	// RetryTimeout for its errors). Default 8. Blocks leave in seq order, as receivers that process in wire order need
 	// (IBB-14): each request starts once the previous one was written, which the link shows
 	// by waiting on the request's context (see Link); a link that never does makes the
 	// window effectively 1, one that does before writing loses the order guarantee.

@@ -41,7 +41,7 @@
 //
 // A proxy relays only after activation, and Prosody 0.12's mod_proxy65 may hold back up to
 // 4096 bytes of a burst until its sender writes again (see
-// internal/integration/socks5_test.go, TestS5BProsodyProxyEcho): request/response protocols
+// internal/integration/socks5_test.go, TestS5BProxyEcho): request/response protocols
 // over a proxied connection should send a keep-alive after a burst.
 //
 // [Offer] and [HandleRequests] speak plain XEP-0065 (without Jingle) as requester and target.

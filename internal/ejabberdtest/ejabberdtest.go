@@ -33,9 +33,6 @@ package ejabberdtest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,7 +44,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,20 +68,10 @@ const (
 	ShaperBurst = 20000 // bytes
 )
 
-// Server is a running ejabberd. Its fields are read-only.
+// Server is a running ejabberd. Its fields are read-only. ProxyJID is the mod_proxy65
+// service; the proxy advertises ProxyAddr as its stream host.
 type Server struct {
-	// Addr is the c2s listener, "127.0.0.1:port" (STARTTLS, encryption required).
-	Addr string
-	// Domain is the server's XMPP domain ("localhost"); use it as the TLS ServerName.
-	Domain string
-	// RootCAs holds only the server's self-signed certificate: pin it in tls.Config.RootCAs.
-	RootCAs *x509.CertPool
-	// Certificate is the server's certificate (also in RootCAs).
-	Certificate *x509.Certificate
-	// ProxyJID is the JID of the SOCKS5 bytestream proxy service (XEP-0065).
-	ProxyJID string
-	// ProxyAddr is the proxy's stream host, "127.0.0.1:port", as the proxy advertises it.
-	ProxyAddr string
+	servertest.Endpoint
 	// Shaped reports whether the c2s listener has ejabberd's default shaper (ShaperRate).
 	Shaped bool
 	// Dir is the temporary directory with the configuration, spool and logs.
@@ -93,11 +79,8 @@ type Server struct {
 
 	apiAddr string
 	cfgPath string
-	logPath string
-	proc    *servertest.Process
-	stopped atomic.Bool
+	run     servertest.Run
 	nextAcc atomic.Uint64
-	stopMu  sync.Mutex
 }
 
 type config struct {
@@ -154,12 +137,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("ejabberdtest: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("ejabberdtest: log tail of %s:\n%s", s.Addr, s.LogTail())
-		}
-		s.Stop()
-	})
+	servertest.StopAtCleanup(t, "ejabberdtest", s.Addr, s)
 	return s
 }
 
@@ -175,26 +153,11 @@ func Launch(opts ...Option) (*Server, error) {
 	if erl == "" {
 		return nil, ErrNotInstalled
 	}
-	var lastErr error
 	// A free port can be taken between FreePort and ejabberd's bind: retry a few times.
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := startOnce(erl, libs, c)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errBind) {
-			break
-		}
-	}
-	return nil, lastErr
+	return servertest.Retry(3, errBind, func() (*Server, error) { return startOnce(erl, libs, c) })
 }
 
-var shared struct {
-	mu  sync.Mutex
-	srv *Server
-	err error
-}
+var shared servertest.Shared[*Server]
 
 // Shared returns the one unshaped server of this test binary, starting it on first use. It
 // stays up until StopShared, or until the test binary exits (it dies with its parent).
@@ -203,37 +166,16 @@ func Shared(t testing.TB) *Server {
 	if erl, _ := install(); erl == "" {
 		skipOrFail(t)
 	}
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.srv == nil && shared.err == nil {
-		shared.srv, shared.err = Launch()
-	}
-	if shared.err != nil {
-		t.Fatalf("ejabberdtest: shared server: %v", shared.err)
-	}
-	if !shared.srv.Running() {
-		t.Fatalf("ejabberdtest: shared server has exited: %v\n%s", shared.srv.proc.Err, shared.srv.LogTail())
-	}
-	return shared.srv
+	return shared.Get(t, "ejabberdtest", func() (*Server, error) { return Launch() })
 }
 
 // StopShared stops the shared server, if one was started. Call it from TestMain after m.Run.
-func StopShared() {
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-}
+func StopShared() { shared.Stop() }
 
 // Main runs the tests of m and then stops the shared server:
 //
 //	func TestMain(m *testing.M) { ejabberdtest.Main(m) }
-func Main(m *testing.M) {
-	code := m.Run()
-	StopShared()
-	os.Exit(code)
-}
+func Main(m *testing.M) { servertest.Main(m, StopShared) }
 
 var errBind = errors.New("ejabberd could not bind its ports")
 
@@ -242,18 +184,16 @@ func startOnce(erl, libs string, c config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Domain: Domain, ProxyJID: ProxyDomain, Shaped: c.shaper}
 	fail := func(err error) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	certPEM, keyPEM, cert, err := servertest.SelfSigned(Domain)
+	ep, certPEM, keyPEM, err := servertest.NewEndpoint(Domain, ProxyDomain)
 	if err != nil {
 		return fail(err)
 	}
-	s.Certificate = cert
-	s.RootCAs = x509.NewCertPool()
-	s.RootCAs.AddCert(cert)
+	s := &Server{Endpoint: ep, Shaped: c.shaper, Dir: dir}
+	s.run.Dir = dir
 	pemPath := filepath.Join(dir, "localhost.pem") // ejabberd's certfiles: certificate and key in one file
 	if err := os.WriteFile(pemPath, append(certPEM, keyPEM...), 0o600); err != nil {
 		return fail(err)
@@ -272,7 +212,7 @@ func startOnce(erl, libs string, c config) (*Server, error) {
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2sPort))
 	s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxyPort))
 	s.apiAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort))
-	s.logPath = filepath.Join(dir, "ejabberd.log")
+	s.run.LogPath = filepath.Join(dir, "ejabberd.log")
 	s.cfgPath = filepath.Join(dir, "ejabberd.yml")
 	if err := os.WriteFile(s.cfgPath, []byte(configText(pemPath, c2sPort, proxyPort, apiPort, c)), 0o600); err != nil {
 		return fail(err)
@@ -287,19 +227,19 @@ func startOnce(erl, libs string, c config) (*Server, error) {
 		"HOME="+dir,
 		"ERL_LIBS="+libs,
 		"EJABBERD_CONFIG_PATH="+s.cfgPath,
-		"EJABBERD_LOG_PATH="+s.logPath,
+		"EJABBERD_LOG_PATH="+s.run.LogPath,
 		"ERL_CRASH_DUMP_BYTES=0",
 	)
-	s.proc, err = servertest.StartProcess(cmd)
+	s.run.Proc, err = servertest.StartProcess(cmd)
 	if err != nil {
 		return fail(fmt.Errorf("starting %s: %w", erl, err))
 	}
-	pending, err := servertest.WaitListening(s.proc, []string{s.Addr, s.ProxyAddr, s.apiAddr}, StartTimeout)
+	pending, err := servertest.WaitListening(s.run.Proc, []string{s.Addr, s.ProxyAddr, s.apiAddr}, StartTimeout)
 	switch {
 	case errors.Is(err, servertest.ErrExited):
 		tail := s.LogTail()
 		os.RemoveAll(dir)
-		err := fmt.Errorf("ejabberd exited during start-up: %v\nlog tail:\n%s", s.proc.Err, tail)
+		err := fmt.Errorf("ejabberd exited during start-up: %v\nlog tail:\n%s", s.run.Proc.Err, tail)
 		if strings.Contains(tail, "eaddrinuse") {
 			err = fmt.Errorf("%w: %v", errBind, err)
 		}
@@ -356,22 +296,16 @@ func configText(pemPath string, c2sPort, proxyPort, apiPort int, c config) strin
 // password. Register accounts before the test connects with them.
 func (s *Server) Account(t testing.TB) (jid, password string) {
 	t.Helper()
-	jid, password, err := s.Register()
-	if err != nil {
-		t.Fatalf("ejabberdtest: %v", err)
-	}
-	return jid, password
+	return servertest.Account(t, "ejabberdtest", s.Register)
 }
 
 // Register is Account for code without a testing.TB: it registers a fresh account and returns
 // its bare JID and password.
 func (s *Server) Register() (jid, password string, err error) {
-	var rnd [12]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	user, password, err := servertest.Credentials(s.nextAcc.Add(1))
+	if err != nil {
 		return "", "", err
 	}
-	user := "u" + strconv.FormatUint(s.nextAcc.Add(1), 10) + "x" + hex.EncodeToString(rnd[:3])
-	password = hex.EncodeToString(rnd[3:])
 	body, _ := json.Marshal(map[string]string{"user": user, "host": s.Domain, "password": password})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -393,28 +327,14 @@ func (s *Server) Register() (jid, password string, err error) {
 }
 
 // Running reports whether the ejabberd process is still running.
-func (s *Server) Running() bool { return s.proc.Running() && !s.stopped.Load() }
+func (s *Server) Running() bool { return s.run.Running() }
 
 // Pid returns the process id of the Erlang VM.
-func (s *Server) Pid() int { return s.proc.Cmd.Process.Pid }
+func (s *Server) Pid() int { return s.run.Proc.Cmd.Process.Pid }
 
 // LogTail returns the last 8 KiB of the server's log (and its console output if it exited).
-func (s *Server) LogTail() string {
-	out := servertest.Tail(s.logPath, 8<<10)
-	if !s.proc.Running() && s.proc.Err != nil {
-		out += "\n(process exit: " + s.proc.Err.Error() + ")"
-	}
-	return out
-}
+func (s *Server) LogTail() string { return s.run.LogTail() }
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 5 s) and removes its directory.
 // It is safe to call more than once.
-func (s *Server) Stop() {
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	if s.stopped.Swap(true) {
-		return
-	}
-	s.proc.Stop(5 * time.Second)
-	os.RemoveAll(s.Dir)
-}
+func (s *Server) Stop() { s.run.Stop() }

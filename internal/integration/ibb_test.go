@@ -26,15 +26,15 @@ import (
 	"github.com/xtlsjingle/xtlsjingle/internal/prosodytest"
 )
 
-// ibbPair is two adapter clients on one Prosody with an ibb.Handler each.
+// ibbPair is two adapter clients on one server with an ibb.Handler each.
 type ibbPair struct {
 	a, b   *gosrcxmpp.Client
 	ha, hb *ibb.Handler
 }
 
-func newIBBPair(t testing.TB, srv *prosodytest.Server, cfg *ibb.Config) *ibbPair {
+func newIBBPair(t testing.TB, srv *server, cfg *ibb.Config) *ibbPair {
 	t.Helper()
-	p := &ibbPair{a: dialAccount(t, srv, "ibb-a", nil), b: dialAccount(t, srv, "ibb-b", nil)}
+	p := &ibbPair{a: dialOn(t, srv, "ibb-a", nil), b: dialOn(t, srv, "ibb-b", nil)}
 	p.ha, p.hb = ibb.NewHandler(p.a, cfg), ibb.NewHandler(p.b, cfg)
 	t.Cleanup(func() { p.ha.Close(); p.hb.Close() })
 	return p
@@ -81,10 +81,14 @@ func randomData(t testing.TB, n int) []byte {
 	return b
 }
 
-// IBB-7, IBB-9, IBB-14, IBB-15 through a real Prosody: 4 MiB of random bytes each way at
-// once over one bytestream, SHA-256 checked, with the adapter's unordered dispatch.
-func TestIBBProsody4MiBEachWay(t *testing.T) {
-	srv := prosodytest.Shared(t)
+// IBB-7, IBB-9, IBB-14, IBB-15 through a real server (Prosody, ejabberd): 4 MiB of random
+// bytes each way at once over one bytestream, SHA-256 checked, with the adapter's unordered
+// dispatch.
+func TestIBB4MiBEachWay(t *testing.T) {
+	forEachServer(t, runIBB4MiBEachWay)
+}
+
+func runIBB4MiBEachWay(t *testing.T, srv *server) {
 	before := runtime.NumGoroutine()
 	p := newIBBPair(t, srv, nil)
 	a, b := p.open(t, "ibb4mib")
@@ -109,7 +113,7 @@ func TestIBBProsody4MiBEachWay(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Fatalf("transfer: %v\nprosody log:\n%s", err, srv.LogTail())
+			t.Fatalf("transfer: %v\n%s log:\n%s", err, srv.Name, srv.LogTail())
 		}
 	}
 	el := time.Since(start)
@@ -122,7 +126,7 @@ func TestIBBProsody4MiBEachWay(t *testing.T) {
 	if _, err := b.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("Read after the peer's close: %v; want io.EOF", err)
 	}
-	t.Logf("8 MiB (4 MiB each way) in %v: %.2f MB/s total", el, float64(8<<20)/el.Seconds()/1e6)
+	t.Logf("8 MiB (4 MiB each way) through %s in %v: %.2f MB/s total", srv.Name, el, float64(8<<20)/el.Seconds()/1e6)
 	b.Close()
 	p.ha.Close()
 	p.hb.Close()
@@ -136,7 +140,7 @@ func TestIBBProsody4MiBEachWay(t *testing.T) {
 // acks) and (b) ibb.Conn, 4096-byte blocks, plus the CPU seconds per MB of both clients
 // (one process).
 func BenchmarkIBBProsody(b *testing.B) {
-	srv := prosodytest.Shared(b)
+	srv := prosodyServer(prosodytest.Shared(b))
 	for _, win := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("raw/window=%d", win), func(b *testing.B) {
 			p := newIBBPair(b, srv, nil)
@@ -240,7 +244,7 @@ type slixPeer struct {
 	done   chan error
 }
 
-func startSlix(t *testing.T, srv *prosodytest.Server, args ...string) *slixPeer {
+func startSlix(t *testing.T, srv *server, args ...string) *slixPeer {
 	t.Helper()
 	py := slixPython(t)
 	jid, password := srv.Account(t)
@@ -331,13 +335,17 @@ func (sp *slixPeer) waitResult(t *testing.T) (sum string, n int) {
 	return "", 0
 }
 
-// IBB-3, IBB-7, IBB-9, IBB-15, IBB-17: interop with slixmpp 1.8.3's XEP-0047 plugin: it
-// sends 1 MiB to us and we send 1 MiB to it, in IQ and in message stanzas, SHA-256 checked.
+// IBB-3, IBB-7, IBB-9, IBB-15, IBB-17: interop with slixmpp 1.8.3's XEP-0047 plugin through
+// Prosody and through ejabberd: it sends 1 MiB to us and we send 1 MiB to it, in IQ and in
+// message stanzas, SHA-256 checked.
 func TestIBBSlixmppInterop(t *testing.T) {
-	srv := prosodytest.Shared(t)
+	forEachServer(t, runIBBSlixmppInterop)
+}
+
+func runIBBSlixmppInterop(t *testing.T, srv *server) {
 	for _, stanza := range []string{ibb.StanzaIQ, ibb.StanzaMessage} {
 		t.Run("slixmpp-sends/"+stanza, func(t *testing.T) {
-			c := dialAccount(t, srv, "go", nil)
+			c := dialOn(t, srv, "go", nil)
 			h := ibb.NewHandler(c, nil)
 			defer h.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
@@ -374,7 +382,7 @@ func TestIBBSlixmppInterop(t *testing.T) {
 		t.Run("go-sends/"+stanza, func(t *testing.T) {
 			// slixmpp processes blocks strictly in wire order (IBB-14): with the default
 			// window of 8 the blocks must still leave in seq order.
-			c := dialAccount(t, srv, "go", nil)
+			c := dialOn(t, srv, "go", nil)
 			h := ibb.NewHandler(c, &ibb.Config{Stanza: stanza})
 			defer h.Close()
 			sp := startSlix(t, srv, "--mode", "recv")

@@ -45,16 +45,20 @@ func echoServer(s *xtls.Session) {
 	}
 }
 
-// TestXTLSProsodyProxyEcho1000: 1,000 messages through an XTLS session over Prosody's
+// TestXTLSProxyEcho1000: 1,000 messages through an XTLS session over the server's
 // mod_proxy65 (proxy candidates only), each waiting for its echo; one in four is 8–16 KiB.
-// mod_proxy65 holds back up to 4096 bytes of a burst larger than 4096 bytes until the same
-// sender writes again (TestS5BProsodyProxyEcho); without the session's keepalive nudge
-// (xtls/nudge.go, CORE-11) every large message stalled here. The one-second bound per echo is
-// the correctness check for that stall, not a speed goal.
-func TestXTLSProsodyProxyEcho1000(t *testing.T) {
+// Prosody's mod_proxy65 holds back up to 4096 bytes of a burst larger than 4096 bytes until
+// the same sender writes again (TestS5BProxyEcho); without the session's keepalive nudge
+// (xtls/nudge.go, CORE-11) every large message stalled here. ejabberd's relay holds nothing
+// back (TestS5BProxyNudge). The one-second bound per echo is the correctness check for that
+// stall, not a speed goal.
+func TestXTLSProxyEcho1000(t *testing.T) {
+	forEachServer(t, runXTLSProxyEcho1000)
+}
+
+func runXTLSProxyEcho1000(t *testing.T, srv *server) {
 	before := runtime.NumGoroutine()
 	func() {
-		srv := prosodyServer(prosodytest.Shared(t))
 		probe := dialOn(t, srv, "probe", nil)
 		proxy := discoverProxyOn(t, srv, probe)
 		a := newXTLSParty(t, srv, "orchard", xtlsOpts{proxies: []socks5.Streamhost{proxy}})
@@ -99,9 +103,9 @@ func TestXTLSProsodyProxyEcho1000(t *testing.T) {
 			}
 		}
 		p50, p99, max := percentiles(small)
-		t.Logf("%d small echoes via mod_proxy65 (XTLS): p50 %v, p99 %v, max %v", len(small), p50, p99, max)
+		t.Logf("%d small echoes via %s's mod_proxy65 (XTLS): p50 %v, p99 %v, max %v", len(small), srv.Name, p50, p99, max)
 		p50, p99, max = percentiles(large)
-		t.Logf("%d 8–16 KiB echoes via mod_proxy65 (XTLS): p50 %v, p99 %v, max %v", len(large), p50, p99, max)
+		t.Logf("%d 8–16 KiB echoes via %s's mod_proxy65 (XTLS): p50 %v, p99 %v, max %v", len(large), srv.Name, p50, p99, max)
 		closeXTLS(t, sa, sb)
 		_ = a.client.Close()
 		_ = b.client.Close()
@@ -113,7 +117,8 @@ func TestXTLSProsodyProxyEcho1000(t *testing.T) {
 }
 
 // dataCountingLink counts the data IQs a party sends: their payload bytes and an estimate of
-// the bytes the server reads for each (payload plus the <iq/> envelope gosrc writes).
+// the bytes the server reads for each (payload plus the <iq/> envelope gosrc writes), and when
+// each was acknowledged.
 type dataCountingLink struct {
 	xtls.Link
 	mu          sync.Mutex
@@ -122,14 +127,34 @@ type dataCountingLink struct {
 	errs        int
 	maxInFlight int
 	inFlight    int
+	acked       []ackedIQ
+}
+
+type ackedIQ struct {
+	at   time.Time
+	wire int
+}
+
+// ackedBetween returns the wire bytes of the data IQs acknowledged in (from, to].
+func (l *dataCountingLink) ackedBetween(from, to time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, a := range l.acked {
+		if a.at.After(from) && !a.at.After(to) {
+			n += a.wire
+		}
+	}
+	return n
 }
 
 func (l *dataCountingLink) Request(ctx context.Context, to, typ string, payload []byte) ([]byte, error) {
 	data := bytes.HasPrefix(payload, []byte("<data"))
+	wire := len(payload) + len(to) + len(`<iq xmlns="jabber:client" type="set" id="00000000-0000-0000-0000-000000000000" to=""></iq>`)
 	if data {
 		l.mu.Lock()
 		l.blocks++
-		l.wire += len(payload) + len(to) + len(`<iq xmlns="jabber:client" type="set" id="00000000-0000-0000-0000-000000000000" to=""></iq>`)
+		l.wire += wire
 		l.inFlight++
 		l.maxInFlight = max(l.maxInFlight, l.inFlight)
 		l.mu.Unlock()
@@ -140,6 +165,8 @@ func (l *dataCountingLink) Request(ctx context.Context, to, typ string, payload 
 		l.inFlight--
 		if err != nil {
 			l.errs++
+		} else {
+			l.acked = append(l.acked, ackedIQ{time.Now(), wire})
 		}
 		l.mu.Unlock()
 	}
@@ -161,38 +188,35 @@ type rateLimit struct {
 	n1, skip int
 	// minShare, if > 0, is the share of the ceiling payload rate phase 1 must reach.
 	minShare float64
-	// chatGoalOpen: the one-second chat bound is logged, not asserted (see the caller).
-	chatGoalOpen bool
 }
 
 // TestXTLSProsodyIBBRateLimit (issue 11, IBB-10, IBB-11): runIBBRateLimit through a Prosody
-// with its default mod_limits (c2s 10 KiB/s read from each client, burst 2 s). The rate is
-// logged, not asserted, as before.
+// with its default mod_limits (c2s 10 KiB/s read from each client; Prosody 0.12's epoll
+// backend applies it with conn:setlimit, which pauses reading after each read for what it
+// cost and has no burst). The first messages are not timed, so that the pacer has measured
+// the limit.
 func TestXTLSProsodyIBBRateLimit(t *testing.T) {
 	srv := prosodyServer(prosodytest.Start(t, prosodytest.WithLimits("")))
-	runIBBRateLimit(t, srv, rateLimit{rate: 10240, burst: 2 * 10240, n1: 16})
+	runIBBRateLimit(t, srv, rateLimit{rate: 10240, n1: 24, skip: 4, minShare: 0.9})
 }
 
 // TestXTLSEjabberdIBBShaper (issue 11, IBB-10, IBB-11): runIBBRateLimit through an ejabberd
 // with the shaper it ships (3000 B/s of what it reads from each client after TLS, burst
-// 20000 B). Four ~5.6 KB stanzas use up the burst; then ten more are timed. The ceiling is the
+// 20000 B). The first stanzas use up the burst; then the rest are timed. The ceiling is the
 // payload rate a perfect sender of these stanzas reaches: the shaper's 3000 wire B/s times
 // payload/wire of the very stanzas sent (base64 4/3, the IQ and <data/> envelope, the TLS
 // record and xmlstream framing of the XTLS layer), so the 90% bound (issue 11) measures the
 // sender's pacing alone. The shaper, not this machine's CPU, sets the time (a 2-core runner
-// moves these 60 KB in milliseconds), so the bound is robust under load.
+// moves these bytes in milliseconds), so the bound is robust under load.
 //
-// Open (issue 11): chat behind the bulk transfer takes ~1.6–1.8 s here, not < 1 s. Measured
-// 2026-12-02: the window does fall to one block, but one 4096-byte block is ~5.6 KB of stanza,
-// 1.9 s of the shaper; shrinking blocks in proportion to the round trip (tried in ibb/pace.go)
-// got 1.55 s, because every pause in the bulk lets the shaper's bucket refill, the fast
-// round trips that follow grow the window and block size again, and the next chat waits
-// behind that queue. A byte budget for what is in flight (rate estimate × target delay)
-// instead of a block window is the likely cure. Until then this test checks delivery, no
-// disconnect and the payload rate, and logs the chat latency against the goal.
+// Under the limit the pacer cuts blocks to ≤ 0.6 s of the rate (ibb/pace.go), so these
+// stanzas cost more envelope than 4 KiB blocks would: the log line gives the payload rate
+// against the 4 KiB ceiling too. The pacer measures the limit only once the burst is used up
+// and the first blocks queue (~10 s here), so phase 1 is long enough (22 messages) for the
+// share to show the paced state, not mainly that start.
 func TestXTLSEjabberdIBBShaper(t *testing.T) {
 	srv := ejabberdServer(ejabberdtest.Start(t, ejabberdtest.WithDefaultShaper()))
-	runIBBRateLimit(t, srv, rateLimit{rate: ejabberdtest.ShaperRate, burst: ejabberdtest.ShaperBurst, n1: 15, skip: 4, minShare: 0.9, chatGoalOpen: true})
+	runIBBRateLimit(t, srv, rateLimit{rate: ejabberdtest.ShaperRate, burst: ejabberdtest.ShaperBurst, n1: 22, skip: 5, minShare: 0.9})
 }
 
 // runIBBRateLimit: an XTLS session over IBB through srv under lim. Phase 1 moves ~4 KB
@@ -285,15 +309,19 @@ func runIBBRateLimit(t *testing.T, srv *server, lim rateLimit) {
 		}
 		blocks1, wire1 := counter.snapshot()
 		el := last.Sub(first).Seconds()
-		// The limit is on the bytes the server reads. Of what the sender wrote for the timed
-		// messages, app/wire is payload (all messages are the same size, so each took
-		// 1/n1 of the wire bytes), so the limit allows rate·app/wire bytes/s of payload.
-		timed := n1 - 1 - lim.skip
-		wire := float64(wire1-wire0) * float64(timed) / float64(n1)
+		// The limit is on the bytes the server reads. Of the data IQs the server passed while
+		// the timed messages arrived (acknowledged in that span), app/wire is payload, so the
+		// limit allows rate·app/wire bytes/s of payload for these stanzas. (The pacer changes
+		// the block size once it has measured the limit, so the messages differ on the wire.)
+		wire := float64(counter.ackedBetween(first, last))
 		limitPayload := lim.rate * float64(app) / wire
 		share := float64(app) / el / limitPayload
 		t.Logf("phase 1 (%s): %d B of messages in %.1f s = %.0f B/s; limit's payload rate for these stanzas %.0f B/s → %.0f%% (%d data IQs, %.0f wire B/s of %.0f; %.0f wire B per %d B message)",
 			srv.Name, app, el, float64(app)/el, limitPayload, 100*share, blocks1-blocks0, wire/el, lim.rate, float64(wire1-wire0)/float64(n1), size1)
+		// For comparison: one 4096-byte block per message (what the sender used before it cut
+		// blocks to the rate): base64 of the XTLS record plus ~250 B of <data/> and IQ.
+		full := lim.rate * size1 / (float64(size1+72)*4/3 + 250)
+		t.Logf("phase 1 (%s): %.0f%% of the ≈ %.0f B/s ceiling of one 4 KiB block per message", srv.Name, 100*float64(app)/el/full, full)
 		if perMsg := float64(wire1-wire0) / float64(n1); lim.minShare > 0 && float64(lim.skip)*perMsg < lim.burst {
 			t.Fatalf("phase 1: the %d untimed messages (%.0f wire B) do not use up the %.0f B burst", lim.skip, float64(lim.skip)*perMsg, lim.burst)
 		}
@@ -336,13 +364,12 @@ func runIBBRateLimit(t *testing.T, srv *server, lim rateLimit) {
 		}
 		close(stop)
 		<-bulkDone
+		// Issue 11: every chat message written while the bulk transfer runs (behind the bulk
+		// stanza under way, on the same stream) arrives within one second, so p50 and max do.
 		for i, d := range lat {
-			if d > time.Second && !lim.chatGoalOpen {
+			if d >= time.Second {
 				t.Errorf("chat %d took %v under load (want < 1 s)", i, d)
 			}
-		}
-		if p50, _, mx := percentiles(append([]time.Duration(nil), lat...)); lim.chatGoalOpen && mx > time.Second {
-			t.Logf("OPEN (issue 11): chat latency p50 %v, max %v under %s's limit; goal < 1 s not met", p50, mx, srv.Name)
 		}
 		p50, p99, mx := percentiles(lat)
 		counter.mu.Lock()

@@ -26,7 +26,7 @@ import (
 	"github.com/xtlsjingle/xtlsjingle/socks5"
 )
 
-// s5bPair is two accounts on the test Prosody with Jingle S5B transports between them, the
+// s5bPair is two accounts on the test server with Jingle S5B transports between them, the
 // signalling carried as IQs whose payload is the <transport/> element (what the jingle
 // package wraps in transport-info).
 type s5bPair struct {
@@ -34,9 +34,9 @@ type s5bPair struct {
 	ini, res *socks5.JingleTransport
 }
 
-func newS5BPair(t testing.TB, srv *prosodytest.Server, iniCfg, resCfg func(*socks5.Config)) *s5bPair {
+func newS5BPair(t testing.TB, srv *server, iniCfg, resCfg func(*socks5.Config)) *s5bPair {
 	t.Helper()
-	p := &s5bPair{a: dialAccount(t, srv, "ini", nil), b: dialAccount(t, srv, "res", nil)}
+	p := &s5bPair{a: dialOn(t, srv, "ini", nil), b: dialOn(t, srv, "res", nil)}
 	ic := socks5.Config{Link: p.a, PeerJID: p.b.LocalJID()}
 	rc := socks5.Config{Link: p.b, PeerJID: p.a.LocalJID()}
 	if iniCfg != nil {
@@ -147,12 +147,16 @@ func transfer4MiB(t *testing.T, w, r net.Conn) float64 {
 	return float64(len(data)) / el.Seconds() / 1e6
 }
 
-// TestS5BProsodyProxyTransfer: the initiator offers only Prosody's proxy; the responder
-// connects, the initiator activates (JS5B-12) and 4 MiB cross the relay intact, each way.
-func TestS5BProsodyProxyTransfer(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	a := dialAccount(t, srv, "probe", nil)
-	proxy := discoverProxy(t, srv, a)
+// TestS5BProxyTransfer: the initiator offers only the server's proxy (Prosody's and
+// ejabberd's mod_proxy65); the responder connects, the initiator activates (JS5B-12) and
+// 4 MiB cross the relay intact, each way.
+func TestS5BProxyTransfer(t *testing.T) {
+	forEachServer(t, runS5BProxyTransfer)
+}
+
+func runS5BProxyTransfer(t *testing.T, srv *server) {
+	a := dialOn(t, srv, "probe", nil)
+	proxy := discoverProxyOn(t, srv, a)
 	for _, dir := range []string{"initiator→responder", "responder→initiator"} {
 		t.Run(dir, func(t *testing.T) {
 			p := newS5BPair(t, srv, func(c *socks5.Config) { c.Proxies = []socks5.Streamhost{proxy} }, nil)
@@ -163,18 +167,21 @@ func TestS5BProsodyProxyTransfer(t *testing.T) {
 			} else {
 				mbs = transfer4MiB(t, res, ini)
 			}
-			t.Logf("4 MiB through mod_proxy65 %s: %.1f MB/s", dir, mbs)
+			t.Logf("4 MiB through %s's mod_proxy65 %s: %.1f MB/s", srv.Name, dir, mbs)
 		})
 	}
 }
 
-// TestS5BProsodyDirect: direct candidate between two accounts of the real server (the
-// signalling goes through Prosody, the data over loopback TCP), proxy also offered: the
+// TestS5BDirect: direct candidate between two accounts of the real server (the signalling
+// goes through Prosody or ejabberd, the data over loopback TCP), proxy also offered: the
 // direct candidate wins (JS5B-11 c).
-func TestS5BProsodyDirect(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	a := dialAccount(t, srv, "probe", nil)
-	proxy := discoverProxy(t, srv, a)
+func TestS5BDirect(t *testing.T) {
+	forEachServer(t, runS5BDirect)
+}
+
+func runS5BDirect(t *testing.T, srv *server) {
+	a := dialOn(t, srv, "probe", nil)
+	proxy := discoverProxyOn(t, srv, a)
 	l, err := socks5.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -189,8 +196,9 @@ func TestS5BProsodyDirect(t *testing.T) {
 	t.Logf("4 MiB direct: %.1f MB/s", transfer4MiB(t, ini, res))
 }
 
-// TestS5BProsodyProxyEcho is request/response traffic through mod_proxy65: 1,000 messages,
-// each waiting for its echo (DESIGN.md: proxy65 was seen holding back the last 4–16 KB).
+// TestS5BProxyEcho is request/response traffic through the server's mod_proxy65 (Prosody's
+// and ejabberd's): 1,000 messages, each waiting for its echo (DESIGN.md: proxy65 was seen
+// holding back the last 4–16 KB). Messages up to 4096 bytes never stall on either relay.
 //
 // Finding (Prosody 0.12.3, net/server_epoll.lua + mod_proxy65.lua): mod_proxy65 relays with
 // server.link(from, to, 4096), which reads with LuaSocket's receive(4096). LuaSocket first
@@ -204,11 +212,14 @@ func TestS5BProsodyDirect(t *testing.T) {
 // from the same sender releases the tail. The cure therefore belongs to a layer that may send
 // ignorable bytes: after a write burst over a proxy, the xmlstream layer sends an XML
 // whitespace keep-alive (RFC 6120 §4.6.1) once the sender has been idle briefly;
-// TestS5BProsodyProxyNudge checks that such a nudge releases every held tail.
-func TestS5BProsodyProxyEcho(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	a := dialAccount(t, srv, "probe", nil)
-	proxy := discoverProxy(t, srv, a)
+// TestS5BProxyNudge checks that such a nudge releases every held tail.
+func TestS5BProxyEcho(t *testing.T) {
+	forEachServer(t, runS5BProxyEcho)
+}
+
+func runS5BProxyEcho(t *testing.T, srv *server) {
+	a := dialOn(t, srv, "probe", nil)
+	proxy := discoverProxyOn(t, srv, a)
 	for _, size := range []int{64, 1500, 4096} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			p := newS5BPair(t, srv, func(c *socks5.Config) { c.Proxies = []socks5.Streamhost{proxy} }, nil)
@@ -246,20 +257,24 @@ func TestS5BProsodyProxyEcho(t *testing.T) {
 			}
 			if len(rtts) > 0 {
 				sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-				t.Logf("%d × %d B echo via mod_proxy65: p50 %v, p99 %v, max %v",
-					len(rtts), size, rtts[len(rtts)/2], rtts[len(rtts)*99/100], rtts[len(rtts)-1])
+				t.Logf("%d × %d B echo via %s's mod_proxy65: p50 %v, p99 %v, max %v",
+					len(rtts), size, srv.Name, rtts[len(rtts)/2], rtts[len(rtts)*99/100], rtts[len(rtts)-1])
 			}
 		})
 	}
 }
 
-// TestS5BProsodyProxyNudge checks the cure for the tail hold-back described at
-// TestS5BProsodyProxyEcho: one more byte from the same sender releases the held bytes, which
-// arrive complete and in order, followed by the nudge byte itself.
-func TestS5BProsodyProxyNudge(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	a := dialAccount(t, srv, "probe", nil)
-	proxy := discoverProxy(t, srv, a)
+// TestS5BProxyNudge checks the cure for the tail hold-back described at TestS5BProxyEcho:
+// one more byte from the same sender releases the held bytes, which arrive complete and in
+// order, followed by the nudge byte itself. It runs against ejabberd's mod_proxy65 too,
+// where it shows whether that relay holds anything back.
+func TestS5BProxyNudge(t *testing.T) {
+	forEachServer(t, runS5BProxyNudge)
+}
+
+func runS5BProxyNudge(t *testing.T, srv *server) {
+	a := dialOn(t, srv, "probe", nil)
+	proxy := discoverProxyOn(t, srv, a)
 	p := newS5BPair(t, srv, func(c *socks5.Config) { c.Proxies = []socks5.Streamhost{proxy} }, nil)
 	ini, res := p.establish(t)
 	msg := make([]byte, 16<<10)
@@ -290,14 +305,17 @@ func TestS5BProsodyProxyNudge(t *testing.T) {
 			t.Fatalf("message %d: corrupted", i)
 		}
 	}
-	t.Logf("%d × 16 KiB through mod_proxy65: %d needed a nudge", rounds, nudges)
+	t.Logf("%d × 16 KiB through %s's mod_proxy65: %d needed a nudge", rounds, srv.Name, nudges)
 }
 
-// TestS5BProsodyUnreachable: all candidates unreachable (a dead direct address on each side,
-// no proxy): both sides send candidate-error through Prosody and Establish fails with
+// TestS5BUnreachable: all candidates unreachable (a dead direct address on each side, no
+// proxy): both sides send candidate-error through the server and Establish fails with
 // ErrNoConnection, the point where the orchestrator replaces the transport with IBB (JS5B-14).
-func TestS5BProsodyUnreachable(t *testing.T) {
-	srv := prosodytest.Shared(t)
+func TestS5BUnreachable(t *testing.T) {
+	forEachServer(t, runS5BUnreachable)
+}
+
+func runS5BUnreachable(t *testing.T, srv *server) {
 	dead := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -358,7 +376,7 @@ func (l *s5bLog) String() string {
 	return l.b.String()
 }
 
-func startS5BPeer(t *testing.T, srv *prosodytest.Server, args ...string) *s5bPeer {
+func startS5BPeer(t *testing.T, srv *server, args ...string) *s5bPeer {
 	t.Helper()
 	py := slixPython(t)
 	jid, password := srv.Account(t)
@@ -432,13 +450,16 @@ func (sp *s5bPeer) waitResult(t *testing.T) (string, int) {
 }
 
 // TestS5BSlixmppTarget: we are the requester (S5B-6..8) and slixmpp the target, once with
-// our direct streamhost (our Listener) and once with Prosody's proxy (we activate); 4 MiB of
-// random data, SHA-256 compared with what slixmpp received.
+// our direct streamhost (our Listener) and once with the server's proxy (we activate), on
+// Prosody and on ejabberd; 4 MiB of random data, SHA-256 compared with what slixmpp received.
 func TestS5BSlixmppTarget(t *testing.T) {
-	srv := prosodytest.Shared(t)
+	forEachServer(t, runS5BSlixmppTarget)
+}
+
+func runS5BSlixmppTarget(t *testing.T, srv *server) {
 	for _, mode := range []string{"direct", "proxy"} {
 		t.Run(mode, func(t *testing.T) {
-			c := dialAccount(t, srv, "go", nil)
+			c := dialOn(t, srv, "go", nil)
 			l, err := socks5.Listen("127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -446,7 +467,7 @@ func TestS5BSlixmppTarget(t *testing.T) {
 			defer l.Close()
 			sh := socks5.Streamhost{JID: c.LocalJID(), Host: "127.0.0.1", Port: l.Port()}
 			if mode == "proxy" {
-				sh = discoverProxy(t, srv, c)
+				sh = discoverProxyOn(t, srv, c)
 			}
 			peer := startS5BPeer(t, srv, "--mode", "target")
 			slix := peer.waitJID(t)
@@ -473,11 +494,15 @@ func TestS5BSlixmppTarget(t *testing.T) {
 	}
 }
 
-// TestS5BSlixmppRequester: slixmpp discovers Prosody's proxy and offers it to us; we connect
-// (HandleRequests answers streamhost-used, S5B-7), slixmpp activates and sends 4 MiB.
+// TestS5BSlixmppRequester: slixmpp discovers the server's proxy (Prosody's, ejabberd's) and
+// offers it to us; we connect (HandleRequests answers streamhost-used, S5B-7), slixmpp
+// activates and sends 4 MiB.
 func TestS5BSlixmppRequester(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	c := dialAccount(t, srv, "go", nil)
+	forEachServer(t, runS5BSlixmppRequester)
+}
+
+func runS5BSlixmppRequester(t *testing.T, srv *server) {
+	c := dialOn(t, srv, "go", nil)
 	got := make(chan net.Conn, 1)
 	defer socks5.HandleRequests(c, c.LocalJID(), func(from, sid string) bool { return strings.HasSuffix(from, "/slix") },
 		func(from, sid string, conn net.Conn) {
@@ -513,9 +538,10 @@ func TestS5BSlixmppRequester(t *testing.T) {
 // activation), with plain loopback TCP as the baseline, in one run (issue 4: proxy ≥ 0.9× raw
 // relay).
 func BenchmarkS5BProxy65(b *testing.B) {
-	srv := prosodytest.Shared(b)
-	probe := dialAccount(b, srv, "probe", nil)
-	proxy := discoverProxy(b, srv, probe)
+	psrv := prosodytest.Shared(b)
+	srv := prosodyServer(psrv)
+	probe := dialAccount(b, psrv, "probe", nil)
+	proxy := discoverProxy(b, psrv, probe)
 	pump := func(b *testing.B, w, r net.Conn) {
 		buf := make([]byte, 64<<10)
 		b.SetBytes(int64(len(buf)))
@@ -541,7 +567,7 @@ func BenchmarkS5BProxy65(b *testing.B) {
 		pump(b, ini, res)
 	})
 	b.Run("raw-relay", func(b *testing.B) {
-		x, y := dialAccount(b, srv, "x", nil), dialAccount(b, srv, "y", nil)
+		x, y := dialAccount(b, psrv, "x", nil), dialAccount(b, psrv, "y", nil)
 		sid := fmt.Sprintf("raw%d", time.Now().UnixNano())
 		dst := socks5.DstAddr(sid, x.LocalJID(), y.LocalJID())
 		addr := net.JoinHostPort(proxy.Host, strconv.Itoa(proxy.Port))

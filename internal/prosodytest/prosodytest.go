@@ -22,9 +22,6 @@ package prosodytest
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -33,7 +30,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,30 +46,16 @@ const ProxyDomain = "proxy.localhost"
 // StartTimeout bounds how long Start waits for the c2s and proxy ports to accept connections.
 const StartTimeout = 15 * time.Second
 
-// Server is a running Prosody. Its fields are read-only.
+// Server is a running Prosody. Its fields are read-only. ProxyJID is the mod_proxy65
+// component; the proxy advertises ProxyAddr as its stream host.
 type Server struct {
-	// Addr is the c2s listener, "127.0.0.1:port" (STARTTLS, encryption required).
-	Addr string
-	// Domain is the server's XMPP domain ("localhost"); use it as the TLS ServerName.
-	Domain string
-	// RootCAs holds only the server's self-signed certificate: pin it in tls.Config.RootCAs.
-	RootCAs *x509.CertPool
-	// Certificate is the server's certificate (also in RootCAs).
-	Certificate *x509.Certificate
-	// ProxyJID is the JID of the SOCKS5 bytestream proxy component (XEP-0065).
-	ProxyJID string
-	// ProxyAddr is the proxy's stream host, "127.0.0.1:port". The proxy itself advertises the
-	// same host and port in its streamhost answer.
-	ProxyAddr string
+	servertest.Endpoint
 	// Dir is the temporary directory with the configuration, data and log.
 	Dir string
 
 	cfgPath string
-	logPath string
-	proc    *servertest.Process
-	stopped atomic.Bool
+	run     servertest.Run
 	nextAcc atomic.Uint64
-	stopMu  sync.Mutex
 }
 
 type config struct {
@@ -127,10 +109,7 @@ func ctlBinary(prosody string) string {
 // skipOrFail skips t when Prosody is missing, or fails it when CI=true.
 func skipOrFail(t testing.TB, msg string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prosodytest: %s (CI=true, so this is a failure, not a skip)", msg)
-	}
-	t.Skipf("prosodytest: %s; install the Debian package prosody to run this integration test", msg)
+	servertest.SkipOrFail(t, "prosodytest", msg, "the Debian package prosody")
 }
 
 // Start starts a new Prosody for t and stops it when t's cleanup runs.
@@ -147,12 +126,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("prosodytest: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("prosodytest: log tail of %s:\n%s", s.Addr, s.LogTail())
-		}
-		s.Stop()
-	})
+	servertest.StopAtCleanup(t, "prosodytest", s.Addr, s)
 	return s
 }
 
@@ -186,11 +160,7 @@ func (s *Server) Register() (jid, password string, err error) { return s.registe
 // (network_settings = { nagle = false }), recorded by benchmarks next to their numbers.
 const NagleOff = true
 
-var shared struct {
-	mu  sync.Mutex
-	srv *Server
-	err error
-}
+var shared servertest.Shared[*Server]
 
 // Shared returns the one server of this test binary, starting it on first use. It stays up
 // until Main's cleanup, or until the test binary exits (it dies with its parent).
@@ -200,76 +170,67 @@ func Shared(t testing.TB) *Server {
 	if bin == "" {
 		skipOrFail(t, "prosody is not installed")
 	}
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.srv == nil && shared.err == nil {
-		shared.srv, shared.err = start(bin, config{})
-	}
-	if shared.err != nil {
-		t.Fatalf("prosodytest: shared server: %v", shared.err)
-	}
-	if !shared.srv.Running() {
-		t.Fatalf("prosodytest: shared server has exited: %v\n%s", shared.srv.proc.Err, shared.srv.LogTail())
-	}
-	return shared.srv
+	return shared.Get(t, "prosodytest", func() (*Server, error) { return start(bin, config{}) })
 }
 
 // Main runs the tests of m and then stops the shared server, if one was started:
 //
 //	func TestMain(m *testing.M) { prosodytest.Main(m) }
-func Main(m *testing.M) {
-	code := m.Run()
-	StopShared()
-	os.Exit(code)
-}
+func Main(m *testing.M) { servertest.Main(m, StopShared) }
 
 // StopShared stops the shared server, if one was started: for a TestMain that also stops
 // other helpers' servers after m.Run.
-func StopShared() {
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-}
+func StopShared() { shared.Stop() }
 
 func freePort() (int, error) { return servertest.FreePort() }
 
+// start starts a server; a free port can be taken between freePort and Prosody's bind, so it
+// retries a few times.
 func start(bin string, c config) (*Server, error) {
-	var lastErr error
-	// A free port can be taken between freePort and Prosody's bind: retry a few times.
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := startOnce(bin, c)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errBind) {
-			break
-		}
-	}
-	return nil, lastErr
+	return servertest.Retry(3, errBind, func() (*Server, error) { return startOnce(bin, c) })
 }
 
 var errBind = errors.New("prosody could not bind its ports")
 
 func startOnce(bin string, c config) (*Server, error) {
+	c2sPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	proxyPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return launchAt(bin, c, placement{ip: "127.0.0.1", c2sPort: c2sPort, proxyPort: proxyPort})
+}
+
+// placement is where a Prosody runs: on 127.0.0.1 (Start, Shared) or inside a network
+// namespace (StartIn).
+type placement struct {
+	ip                 string
+	c2sPort, proxyPort int
+	// exec is the command prefix that runs Prosody (nil: run it directly).
+	exec []string
+	// dial connects to the server's ports to wait for them (nil: from here).
+	dial func(addr string) (net.Conn, error)
+}
+
+// launchAt writes a configuration for p and starts Prosody with it.
+func launchAt(bin string, c config, p placement) (*Server, error) {
 	dir, err := os.MkdirTemp("", "prosodytest-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, Domain: Domain, ProxyJID: ProxyDomain}
 	fail := func(err error) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	certPEM, keyPEM, cert, err := selfSigned()
+	ep, certPEM, keyPEM, err := servertest.NewEndpoint(Domain, ProxyDomain)
 	if err != nil {
 		return fail(err)
 	}
-	s.Certificate = cert
-	s.RootCAs = x509.NewCertPool()
-	s.RootCAs.AddCert(cert)
+	s := &Server{Endpoint: ep, Dir: dir}
+	s.run.Dir = dir
 	certPath := filepath.Join(dir, "localhost.crt")
 	keyPath := filepath.Join(dir, "localhost.key")
 	if err := os.WriteFile(certPath, certPEM, 0o600); err != nil {
@@ -281,35 +242,37 @@ func startOnce(bin string, c config) (*Server, error) {
 	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
 		return fail(err)
 	}
-	c2sPort, err := freePort()
-	if err != nil {
-		return fail(err)
-	}
-	proxyPort, err := freePort()
-	if err != nil {
-		return fail(err)
-	}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c2sPort))
-	s.ProxyAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(proxyPort))
-	s.logPath = filepath.Join(dir, "prosody.log")
+	s.Addr = net.JoinHostPort(p.ip, strconv.Itoa(p.c2sPort))
+	s.ProxyAddr = net.JoinHostPort(p.ip, strconv.Itoa(p.proxyPort))
+	s.run.LogPath = filepath.Join(dir, "prosody.log")
 	s.cfgPath = filepath.Join(dir, "prosody.cfg.lua")
-	if err := os.WriteFile(s.cfgPath, []byte(configText(dir, certPath, keyPath, s.logPath, c2sPort, proxyPort, c)), 0o600); err != nil {
+	text := configText(dir, certPath, keyPath, s.run.LogPath, p.c2sPort, p.proxyPort, c)
+	// Every interface and the proxy's advertised address are at p.ip.
+	text = strings.ReplaceAll(text, strconv.Quote("127.0.0.1"), strconv.Quote(p.ip))
+	if err := os.WriteFile(s.cfgPath, []byte(text), 0o600); err != nil {
 		return fail(err)
 	}
 
-	cmd := exec.Command(bin, "--config", s.cfgPath)
+	argv := append(append([]string{}, p.exec...), bin, "--config", s.cfgPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	s.proc, err = servertest.StartProcess(cmd)
+	s.run.Proc, err = servertest.StartProcess(cmd)
 	if err != nil {
 		return fail(fmt.Errorf("starting %s: %w", bin, err))
 	}
 	// c2s comes up before the proxy65 component: wait for both.
-	pending, err := servertest.WaitListening(s.proc, []string{s.Addr, s.ProxyAddr}, StartTimeout)
+	addrs := []string{s.Addr, s.ProxyAddr}
+	var pending string
+	if p.dial != nil {
+		pending, err = servertest.WaitListeningDial(s.run.Proc, addrs, StartTimeout, p.dial)
+	} else {
+		pending, err = servertest.WaitListening(s.run.Proc, addrs, StartTimeout)
+	}
 	switch {
 	case errors.Is(err, servertest.ErrExited):
 		tail := s.LogTail()
 		os.RemoveAll(dir)
-		err := fmt.Errorf("prosody exited during start-up: %v\nlog tail:\n%s", s.proc.Err, tail)
+		err := fmt.Errorf("prosody exited during start-up: %v\nlog tail:\n%s", s.run.Proc.Err, tail)
 		if strings.Contains(tail, "Failed to open server port") || strings.Contains(tail, "address already in use") {
 			err = fmt.Errorf("%w: %v", errBind, err)
 		}
@@ -366,29 +329,18 @@ func configText(dir, certPath, keyPath, logPath string, c2sPort, proxyPort int, 
 	return b.String()
 }
 
-// selfSigned generates the certificate for Domain (servertest.SelfSigned).
-func selfSigned() (certPEM, keyPEM []byte, cert *x509.Certificate, err error) {
-	return servertest.SelfSigned(Domain)
-}
-
 // Account registers a fresh account with a random password and returns its bare JID and
 // password. Register accounts before the test connects with them.
 func (s *Server) Account(t testing.TB) (jid, password string) {
 	t.Helper()
-	jid, password, err := s.register()
-	if err != nil {
-		t.Fatalf("prosodytest: %v", err)
-	}
-	return jid, password
+	return servertest.Account(t, "prosodytest", s.register)
 }
 
 func (s *Server) register() (jid, password string, err error) {
-	var rnd [12]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	user, password, err := servertest.Credentials(s.nextAcc.Add(1))
+	if err != nil {
 		return "", "", err
 	}
-	user := "u" + strconv.FormatUint(s.nextAcc.Add(1), 10) + "x" + hex.EncodeToString(rnd[:3]) // no characters that prosody escapes in file names
-	password = hex.EncodeToString(rnd[3:])
 	ctl := ctlBinary(binary())
 	if ctl == "" {
 		return "", "", errors.New("prosodyctl not found next to prosody")
@@ -405,25 +357,11 @@ func (s *Server) register() (jid, password string, err error) {
 }
 
 // Running reports whether the Prosody process is still running.
-func (s *Server) Running() bool { return s.proc.Running() && !s.stopped.Load() }
+func (s *Server) Running() bool { return s.run.Running() }
 
 // LogTail returns the last 8 KiB of the server's log (and its console output if it exited).
-func (s *Server) LogTail() string {
-	out := servertest.Tail(s.logPath, 8<<10)
-	if !s.proc.Running() && s.proc.Err != nil {
-		out += "\n(process exit: " + s.proc.Err.Error() + ")"
-	}
-	return out
-}
+func (s *Server) LogTail() string { return s.run.LogTail() }
 
 // Stop terminates the server (SIGTERM, then SIGKILL after 5 s) and removes its directory.
 // It is safe to call more than once.
-func (s *Server) Stop() {
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	if s.stopped.Swap(true) {
-		return
-	}
-	s.proc.Stop(5 * time.Second)
-	os.RemoveAll(s.Dir)
-}
+func (s *Server) Stop() { s.run.Stop() }

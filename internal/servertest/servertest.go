@@ -166,10 +166,18 @@ func Tail(path string, max int) string {
 // WaitListening waits until every address in addrs accepts a TCP connection, the process
 // exits (errExited) or timeout passes.
 func WaitListening(p *Process, addrs []string, timeout time.Duration) (pending string, err error) {
+	return WaitListeningDial(p, addrs, timeout, func(addr string) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	})
+}
+
+// WaitListeningDial is WaitListening with the connections made by dial (e.g. from inside a
+// network namespace).
+func WaitListeningDial(p *Process, addrs []string, timeout time.Duration, dial func(addr string) (net.Conn, error)) (pending string, err error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		for len(addrs) > 0 {
-			conn, err := net.DialTimeout("tcp", addrs[0], 500*time.Millisecond)
+			conn, err := dial(addrs[0])
 			if err != nil {
 				break
 			}
