@@ -11,6 +11,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/xtlsjingle/xtlsjingle/disco"
 	"github.com/xtlsjingle/xtlsjingle/ibb"
 	"github.com/xtlsjingle/xtlsjingle/jingle"
 	"github.com/xtlsjingle/xtlsjingle/socks5"
@@ -60,21 +61,12 @@ func (c *Client) open(ctx context.Context, peer string, app *application, opts *
 	if err != nil {
 		return nil, fmt.Errorf("xtls: bad peer JID: %w", err)
 	}
-	policy := c.cfg.Transports
-	if opts.Transports != nil {
-		policy = *opts.Transports
-	}
-
 	// 1. XTLS-2: discover support first.
-	info, err := c.caps.Info(ctx, c.link, peer)
-	var se interface {
-		StanzaError() (typ, condition string, app xml.Name, text string)
+	info, err := c.peerInfo(ctx, peer)
+	if err != nil {
+		return nil, err
 	}
-	if err != nil && !errors.As(err, &se) {
-		return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
-	}
-	// A peer that refuses disco#info (a stanza error) does not advertise XTLS either.
-	if err != nil || !info.Supports(NS) || !info.Supports(app.ns) {
+	if !info.Supports(NS) || !info.Supports(app.ns) {
 		pins, perr := c.cfg.Trust.Pins(bare)
 		if perr == nil && len(pins) > 0 {
 			return nil, fmt.Errorf("%w: %s", ErrDowngrade, peer)
@@ -86,29 +78,12 @@ func (c *Client) open(ctx context.Context, peer string, app *application, opts *
 			return nil, err
 		}
 	}
-	s5bOK := info.Supports(socks5.NSJingleS5B)
-	useS5B := policy != TransportIBB && s5bOK
-	if policy == TransportS5B && !s5bOK {
-		return nil, fmt.Errorf("xtls: %s does not support SOCKS5 bytestreams and the policy forbids IBB", peer)
-	}
-
 	// 2. session-initiate.
-	var t jingle.Transport
-	var offer []byte
-	if useS5B {
-		st, err := c.newS5B(peer, nil)
-		if err != nil {
-			return nil, fmt.Errorf("xtls: SOCKS5 transport: %w", err)
-		}
-		t = st
-	} else {
-		it, err := ibb.NewJingleTransport(c.ibb, peer, newIBBSID(), 0)
-		if err != nil {
-			return nil, fmt.Errorf("xtls: IBB transport: %w", err)
-		}
-		t = it
+	t, policy, err := c.initiatorTransport(peer, info, opts)
+	if err != nil {
+		return nil, err
 	}
-	offer = t.Element()
+	offer := t.Element()
 	ours := &Security{Fingerprint: c.cfg.Identity.Fingerprint(), Methods: []string{MethodX509, MethodSRP}}
 	js, err := c.mgr.Initiate(ctx, peer, []jingle.Content{{
 		Creator:     jingle.CreatorInitiator,
@@ -122,8 +97,8 @@ func (c *Client) open(ctx context.Context, peer string, app *application, opts *
 		_ = t.Close()
 		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
 	}
-	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B, app: app, done: make(chan struct{})}
-	s.s5b, _ = t.(*socks5.JingleTransport)
+	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, app: app, done: make(chan struct{})}
+	s.s5b, s.isS5B = t.(*socks5.JingleTransport)
 	if err := c.openSession(ctx, s, ours, offer, opts.Password, policy == TransportAuto); err != nil {
 		return nil, err
 	}
@@ -333,4 +308,47 @@ func peerVerdict(s *Session, err error) *Error {
 		return nil
 	}
 	return &Error{Peer: s.Peer, Condition: r.Condition, Text: r.Text, Remote: true, Err: err}
+}
+
+// initiatorTransport builds the transport we offer to peer in session-initiate: SOCKS5 when
+// the policy (opts.Transports, else Config.Transports) allows it and info advertises it,
+// otherwise IBB (XS-9, JS5B-14). It also returns the policy.
+func (c *Client) initiatorTransport(peer string, info *disco.Info, opts *OpenOptions) (jingle.Transport, TransportPolicy, error) {
+	policy := c.cfg.Transports
+	if opts.Transports != nil {
+		policy = *opts.Transports
+	}
+	s5bOK := info.Supports(socks5.NSJingleS5B)
+	if policy == TransportS5B && !s5bOK {
+		return nil, policy, fmt.Errorf("xtls: %s does not support SOCKS5 bytestreams and the policy forbids IBB", peer)
+	}
+	if policy != TransportIBB && s5bOK {
+		t, err := c.newS5B(peer, nil)
+		if err != nil {
+			return nil, policy, fmt.Errorf("xtls: SOCKS5 transport: %w", err)
+		}
+		return t, policy, nil
+	}
+	t, err := ibb.NewJingleTransport(c.ibb, peer, newIBBSID(), 0)
+	if err != nil {
+		return nil, policy, fmt.Errorf("xtls: IBB transport: %w", err)
+	}
+	return t, policy, nil
+}
+
+// peerInfo returns the disco#info of peer (through the caps cache). A peer that refuses
+// disco#info with a stanza error advertises nothing: XTLS-2 then treats it as a peer without
+// XTLS. Other failures (timeouts, a closed link) are errors.
+func (c *Client) peerInfo(ctx context.Context, peer string) (*disco.Info, error) {
+	info, err := c.caps.Info(ctx, c.link, peer)
+	if err == nil {
+		return info, nil
+	}
+	var se interface {
+		StanzaError() (typ, condition string, app xml.Name, text string)
+	}
+	if !errors.As(err, &se) {
+		return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
+	}
+	return &disco.Info{}, nil
 }

@@ -2,7 +2,6 @@ package xtls
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
@@ -132,23 +131,9 @@ func (c *Client) OpenPlaintext(ctx context.Context, peer string, content jingle.
 	if !info.Supports(ns) {
 		return nil, fmt.Errorf("xtls: %s does not advertise %s", peer, ns)
 	}
-	policy := c.cfg.Transports
-	if opts.Transports != nil {
-		policy = *opts.Transports
-	}
-	s5bOK := info.Supports(socks5.NSJingleS5B)
-	useS5B := policy != TransportIBB && s5bOK
-	if policy == TransportS5B && !s5bOK {
-		return nil, fmt.Errorf("xtls: %s does not support SOCKS5 bytestreams and the policy forbids IBB", peer)
-	}
-	var t jingle.Transport
-	if useS5B {
-		t, err = c.newS5B(peer, nil)
-	} else {
-		t, err = ibb.NewJingleTransport(c.ibb, peer, newIBBSID(), 0)
-	}
+	t, policy, err := c.initiatorTransport(peer, info, opts)
 	if err != nil {
-		return nil, fmt.Errorf("xtls: transport: %w", err)
+		return nil, err
 	}
 	name := content.Name
 	if name == "" {
@@ -166,8 +151,9 @@ func (c *Client) OpenPlaintext(ctx context.Context, peer string, content jingle.
 		_ = t.Close()
 		return nil, fmt.Errorf("xtls: session-initiate to %s: %w", peer, err)
 	}
-	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true, isS5B: useS5B,
+	s := &Session{c: c, js: js, Peer: peer, SID: js.SID(), Initiator: true,
 		app: &application{ns: ns, content: name}, done: make(chan struct{})}
+	_, s.isS5B = t.(*socks5.JingleTransport)
 	ev, err := waitEvent(ctx, js, jingle.SessionAccept)
 	if err != nil {
 		var e *Error
@@ -213,15 +199,9 @@ func (c *Client) plaintextAllowed(ctx context.Context, peer string) (*disco.Info
 	if len(pins) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrDowngrade, peer)
 	}
-	info, err := c.caps.Info(ctx, c.link, peer)
-	var se interface {
-		StanzaError() (typ, condition string, app xml.Name, text string)
-	}
+	info, err := c.peerInfo(ctx, peer)
 	if err != nil {
-		if !errors.As(err, &se) {
-			return nil, fmt.Errorf("xtls: disco#info of %s: %w", peer, err)
-		}
-		info = &disco.Info{} // refuses disco: advertises nothing
+		return nil, err
 	}
 	if info.Supports(NS) {
 		return nil, fmt.Errorf("%w: %s", ErrPeerHasXTLS, peer)
