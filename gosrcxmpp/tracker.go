@@ -2,7 +2,7 @@ package gosrcxmpp
 
 import (
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"sync"
@@ -29,13 +29,14 @@ type tracker struct {
 	pending map[string]*pendingIQ
 }
 
-// newID returns an unpredictable stanza id (128 random bits).
+// newID returns an unpredictable stanza id: 128 random bits in unpadded base64url, 22
+// characters (hex took 32, and every IBB data IQ carries one under a server's rate limit).
 func newID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("gosrcxmpp: crypto/rand failed: " + err.Error())
 	}
-	return hex.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // register returns a fresh id and the channel its answer arrives on; cancel must be called

@@ -1,6 +1,7 @@
 package gosrcxmpp
 
 import (
+	"encoding/base64"
 	"errors"
 	"testing"
 )
@@ -45,8 +46,8 @@ func TestTracker(t *testing.T) {
 	const peer = "juliet@capulet.lit/balcony"
 
 	id, ch, cancel := tr.register(peer, s1)
-	if len(id) != 32 {
-		t.Fatalf("id %q is not 128 random bits in hex", id)
+	if raw, err := base64.RawURLEncoding.Strict().DecodeString(id); err != nil || len(raw) != 16 {
+		t.Fatalf("id %q is not 128 random bits in base64url", id)
 	}
 	if tr.deliver(&inStanza{kind: "iq", typ: "result", id: id, from: "mallory@evil.lit/x"}, s1, "localhost", "romeo@localhost") {
 		t.Fatal("answer from another JID delivered")
