@@ -42,17 +42,20 @@ type Conn struct {
 	ctx    context.Context // cancelled when the stream ends; bounds in-flight requests
 	cancel context.CancelFunc
 
-	wrSem     chan struct{} // one Write at a time
-	ackNotify chan struct{} // poke: the send window moved
-	inflight  sync.WaitGroup
-	sendSeq   uint16        // guarded by wrSem
-	lastSent  chan struct{} // closed when the previous block's request started; guarded by wrSem
+	wrSem    chan struct{} // one sender at a time: Write, the flusher or Close
+	inflight sync.WaitGroup
+	sendSeq  uint16        // guarded by wrSem
+	lastSent chan struct{} // closed when the previous block's request started; guarded by wrSem
+	tail     []byte        // bytes written and kept for the next block (pacing); guarded by wrSem
+	flushing bool          // a flusher runs for tail; guarded by wrSem
 
 	smu        sync.Mutex
 	sendBase   uint16          // oldest unacknowledged seq
 	acked      map[uint16]bool // acknowledged seqs at or after sendBase
 	pace       pacer           // adaptive send window (pace.go)
+	ackCh      chan struct{}   // closed (and replaced) by each acknowledgement
 	backlogged bool            // the block admitted last waited or had others in flight
+	held       bool            // the block admitted last waited for the window or the pacer
 
 	readDL, writeDL deadline
 	readNotify      chan struct{} // poke: data or end of stream
@@ -98,9 +101,9 @@ func newConn(h *Handler, key connKey, blockSize int, stanza string) *Conn {
 		cancel:     cancel,
 		wrSem:      make(chan struct{}, 1),
 		lastSent:   closedChan,
-		ackNotify:  make(chan struct{}, 1),
+		ackCh:      make(chan struct{}),
 		acked:      make(map[uint16]bool),
-		pace:       newPacer(h.cfg.Window, blockSize, key.peer),
+		pace:       newPacer(h.cfg.Window, blockSize, key.peer, &h.pace),
 		readDL:     makeDeadline(),
 		writeDL:    makeDeadline(),
 		readNotify: make(chan struct{}, 1),
@@ -236,6 +239,11 @@ func (c *Conn) writeState() error {
 // Write sends b as data blocks. It returns when every block was handed to the link and at
 // most Config.Window of them are unacknowledged; an error of a data IQ closes the stream
 // (IBB-13) and is returned by this or the next Write. No lock is held while sending (ERR-12).
+//
+// While a server's rate limit paces the stream (pace.go), blocks are cut from the stream of
+// bytes rather than from each write: a short last part of b that the pacer would hold back
+// anyway is kept (less than one block) and leaves with the next write's first bytes, or on
+// its own as soon as the pacer lets it, or by Close. Kept bytes count as written.
 func (c *Conn) Write(b []byte) (int, error) {
 	select {
 	case c.wrSem <- struct{}{}:
@@ -247,98 +255,259 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, c.opError("write", os.ErrDeadlineExceeded)
 	}
 	defer func() { <-c.wrSem }()
-	n := 0
+	// The kept bytes of earlier writes go first; of what this call hands over or keeps, only
+	// b's own bytes are reported.
+	carry := len(c.tail)
+	if carry > 0 {
+		b = append(c.tail, b...)
+		c.tail = nil
+	}
+	sent := 0
+	done := func(err error) (int, error) {
+		if sent < carry && c.werrOrNil() == nil {
+			// Kept bytes of an earlier write that did not leave (deadline, Close): they
+			// stay kept, for the flusher or Close.
+			c.tail = append([]byte(nil), b[sent:carry]...)
+			c.scheduleFlush()
+		}
+		return max(0, sent-carry), err
+	}
 	for {
 		if err := c.writeState(); err != nil {
-			return n, err
+			return done(err)
 		}
 		if isClosedChan(c.writeDL.wait()) {
-			return n, c.opError("write", os.ErrDeadlineExceeded)
+			return done(c.opError("write", os.ErrDeadlineExceeded))
 		}
-		if len(b) == 0 {
-			return n, nil
+		if sent == len(b) {
+			return done(nil)
 		}
-		var (
-			chunk   []byte
-			payload []byte
-			wire    int
-		)
+		rest := b[sent:]
+		chunk, coalesce := rest[:min(len(rest), c.blockSize)], false
 		if c.stanza == StanzaIQ {
 			c.smu.Lock()
-			size := c.pace.chunk(len(b))
+			var size int
+			size, coalesce = c.pace.chunk(len(rest))
 			c.smu.Unlock()
-			chunk = b[:min(size, c.blockSize)]
-		} else {
-			chunk = b[:min(len(b), c.blockSize)]
+			chunk = rest[:min(size, c.blockSize)]
 		}
-		payload = AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
-		wire = len(payload) + c.pace.overhead
+		if coalesce && (sent > 0 || carry > 0) {
+			// The short rest of a write larger than a block (a writer of bulk data), or a
+			// write joining kept bytes, while the pacer could not send a full block: kept
+			// for the next write (a writer of bulk data writes again at once), or sent by
+			// the flusher after coalesceDelay, as soon as its own bytes may go. A short
+			// write on its own is never kept: it leaves as soon as the pacer lets it.
+			c.smu.Lock()
+			short := c.pace.short(time.Now())
+			c.smu.Unlock()
+			if short {
+				c.tail = append([]byte(nil), rest...)
+				c.scheduleFlush()
+				sent = len(b)
+				return done(nil)
+			}
+		}
+		payload, wire := c.block(chunk)
 		if c.stanza == StanzaIQ {
 			// Sliding window (IBB-10): a block is sent only while it is less than the window
 			// ahead of the oldest unacknowledged one, so the receiver never holds more than
 			// Window blocks behind a gap, however late one of them is; under a measured rate
 			// limit the pacer also holds it back by bytes and time (pace.go).
 			for waited := false; ; waited = true {
-				ok, wait := c.admit(wire, waited)
+				ok, wait, acked := c.admit(wire, waited)
 				if ok {
 					break
 				}
-				var timer *time.Timer
-				var fire <-chan time.Time
-				if wait > 0 {
-					timer = time.NewTimer(wait)
-					fire = timer.C
+				if err := c.waitSend(wait, acked, true); err != nil {
+					return done(err)
 				}
-				stop := func() {
-					if timer != nil {
-						timer.Stop()
-					}
-				}
-				select {
-				case <-c.ackNotify:
-				case <-fire:
-				case <-c.closedCh:
-					stop()
-					return n, c.opError("write", net.ErrClosed)
-				case <-c.doneCh:
-					stop()
-					return n, c.writeState()
-				case <-c.writeDL.wait():
-					stop()
-					return n, c.opError("write", os.ErrDeadlineExceeded)
-				}
-				stop()
+			}
+			if err := c.launch(payload, wire, false); err != nil {
+				return done(c.opError("write", err))
+			}
+		} else {
+			c.sendSeq++
+			if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
+				c.fail(&RemoteError{Op: "data", Err: err}, true)
+				return done(c.writeState())
 			}
 		}
-		if c.stanza == StanzaIQ {
-			// Close may have begun since writeState: it marks the conn closed under c.mu and
-			// then waits for inflight, so the block is counted under c.mu too, or not sent
-			// (an Add racing that Wait is a WaitGroup misuse the race detector reports).
-			c.mu.Lock()
-			closed := c.localClosed
-			if !closed {
-				c.inflight.Add(1)
-			}
-			c.mu.Unlock()
-			if closed {
-				c.smu.Lock()
-				c.pace.inflight -= wire
-				c.smu.Unlock()
-				return n, c.opError("write", net.ErrClosed)
-			}
-		}
-		c.sendSeq++
-		if c.stanza == StanzaIQ {
-			prev, started := c.lastSent, make(chan struct{})
-			c.lastSent = started
-			go c.sendData(c.sendSeq-1, payload, wire, c.backlogged, prev, started)
-		} else if err := c.h.link.SendMessage(c.ctx, c.key.peer, payload); err != nil {
-			c.fail(&RemoteError{Op: "data", Err: err}, true)
-			return n, c.writeState()
-		}
-		n += len(chunk)
-		b = b[len(chunk):]
+		sent += len(chunk)
 	}
+}
+
+// werrOrNil returns the error that ended the stream for writing, or nil: kept bytes are
+// lost with the stream.
+func (c *Conn) werrOrNil() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.werr
+}
+
+// block returns the <data/> element of the next block and its estimated wire bytes.
+// wrSem must be held.
+func (c *Conn) block(chunk []byte) (payload []byte, wire int) {
+	payload = AppendData(make([]byte, 0, 96+len(c.key.sid)+len(chunk)*4/3+4), c.key.sid, c.sendSeq, chunk)
+	return payload, len(payload) + c.pace.overhead
+}
+
+// waitSend waits until the pacer may admit a block again: after wait (0: none), an
+// acknowledgement, or the end of the stream. Write (user) also gives up at the write
+// deadline and at Close.
+func (c *Conn) waitSend(wait time.Duration, acked <-chan struct{}, user bool) error {
+	var fire <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		fire = t.C
+	}
+	closed, dl := c.closedCh, c.writeDL.wait()
+	if !user {
+		closed, dl = nil, nil
+	}
+	select {
+	case <-acked:
+	case <-fire:
+	case <-closed:
+		return c.opError("write", net.ErrClosed)
+	case <-c.doneCh:
+		return c.writeState()
+	case <-dl:
+		return c.opError("write", os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+// launch starts the data request of a block that admit let through. wrSem must be held.
+// Close may have begun since the caller looked: it marks the conn closed under c.mu and then
+// waits for inflight, so the block is counted under c.mu too, or not sent (an Add racing
+// that Wait is a WaitGroup misuse the race detector reports). Close's own flush (closing)
+// counts its blocks before it waits.
+func (c *Conn) launch(payload []byte, wire int, closing bool) error {
+	c.mu.Lock()
+	closed := c.localClosed && !closing
+	if !closed {
+		c.inflight.Add(1)
+	}
+	c.mu.Unlock()
+	if closed {
+		c.smu.Lock()
+		c.pace.unsent(wire)
+		c.smu.Unlock()
+		return net.ErrClosed
+	}
+	c.sendSeq++
+	prev, started := c.lastSent, make(chan struct{})
+	c.lastSent = started
+	go c.sendData(c.sendSeq-1, payload, wire, c.backlogged, c.held, prev, started)
+	return nil
+}
+
+// scheduleFlush makes sure kept bytes leave without another write. wrSem must be held.
+func (c *Conn) scheduleFlush() {
+	if c.flushing || len(c.tail) == 0 {
+		return
+	}
+	c.flushing = true
+	go c.flusher()
+}
+
+// flusher sends the kept bytes once the pacer lets them go, unless a Write took them first.
+// It holds wrSem only to look and to send, so that a Write can add to them meanwhile.
+func (c *Conn) flusher() {
+	if !c.waitTail(coalesceDelay, nil, c.closedCh, nil) {
+		return
+	}
+	for {
+		select {
+		case c.wrSem <- struct{}{}:
+		case <-c.closedCh:
+			return // Close sends them
+		case <-c.doneCh:
+			return
+		}
+		if len(c.tail) == 0 {
+			c.flushing = false
+			<-c.wrSem
+			return
+		}
+		ok, wait, acked := c.sendTail(true)
+		if ok && len(c.tail) == 0 {
+			c.flushing = false
+			<-c.wrSem
+			return
+		}
+		<-c.wrSem
+		if !ok {
+			c.waitTail(wait, acked, c.closedCh, nil)
+		}
+	}
+}
+
+// waitTail waits as waitSend does for the kept bytes; it reports false when the stream ended
+// or closed or expired fired.
+func (c *Conn) waitTail(wait time.Duration, acked, closed <-chan struct{}, expired <-chan time.Time) bool {
+	var fire <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		fire = t.C
+	}
+	select {
+	case <-acked:
+		return true
+	case <-fire:
+		return true
+	case <-c.doneCh:
+	case <-closed:
+	case <-expired:
+	}
+	return false
+}
+
+// sendTail sends one block of the kept bytes if the pacer admits it now. wrSem must be held.
+func (c *Conn) sendTail(closing bool) (ok bool, wait time.Duration, acked <-chan struct{}) {
+	c.smu.Lock()
+	limit := c.pace.blockLimit()
+	c.smu.Unlock()
+	chunk := c.tail[:min(len(c.tail), limit, c.blockSize)]
+	payload, wire := c.block(chunk)
+	ok, wait, acked = c.admit(wire, true)
+	if !ok {
+		return false, wait, acked
+	}
+	if err := c.launch(payload, wire, closing); err != nil {
+		return false, 0, closedChan
+	}
+	c.tail = c.tail[len(chunk):]
+	if len(c.tail) == 0 {
+		c.tail = nil
+	}
+	return true, 0, nil
+}
+
+// flushTail sends the kept bytes for Close, until limit. It reports whether none are left.
+func (c *Conn) flushTail(limit time.Time) bool {
+	t := time.NewTimer(time.Until(limit))
+	defer t.Stop()
+	select {
+	case c.wrSem <- struct{}{}:
+	case <-c.doneCh:
+		return false
+	case <-t.C:
+		return false
+	}
+	defer func() { <-c.wrSem }()
+	for len(c.tail) > 0 {
+		ok, wait, acked := c.sendTail(true)
+		if ok {
+			continue
+		}
+		if !c.waitTail(wait, acked, nil, t.C) {
+			return false
+		}
+	}
+	return true
 }
 
 // sendData sends one data IQ and marks it acknowledged when the result arrives. Blocks must
@@ -346,7 +515,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 // swap (IBB-14). The link's Request both writes and waits, so the next block's request starts
 // only when this one is written, which the link shows by starting to wait on its context
 // (sentSignal); a link that never does so makes the blocks go one at a time.
-func (c *Conn) sendData(seq uint16, payload []byte, wire int, backlogged bool, prev <-chan struct{}, started chan struct{}) {
+func (c *Conn) sendData(seq uint16, payload []byte, wire int, backlogged, held bool, prev <-chan struct{}, started chan struct{}) {
 	defer c.inflight.Done()
 	select {
 	case <-prev:
@@ -373,12 +542,14 @@ func (c *Conn) sendData(seq uint16, payload []byte, wire int, backlogged bool, p
 		c.pace.suspend(time.Now())
 		c.smu.Unlock()
 		if !sleepCtx(c.ctx, wait) {
+			c.forget(wire)
 			return
 		}
 		wait = min(2*wait, retryMax)
 		sig = &sentSignal{Context: c.ctx, sent: make(chan struct{})}
 	}
 	if err != nil {
+		c.forget(wire)
 		if c.ctx.Err() != nil {
 			return // the stream already ended
 		}
@@ -388,17 +559,26 @@ func (c *Conn) sendData(seq uint16, payload []byte, wire int, backlogged bool, p
 	now := time.Now()
 	c.smu.Lock()
 	if !written.IsZero() {
-		c.pace.ack(now, now.Sub(written), wire, backlogged)
+		c.pace.ack(now, now.Sub(written), wire, backlogged, held)
 	} else {
-		c.pace.inflight = max(0, c.pace.inflight-wire)
+		c.pace.unsent(wire)
 	}
 	c.acked[seq] = true
 	for c.acked[c.sendBase] {
 		delete(c.acked, c.sendBase)
 		c.sendBase++
 	}
+	close(c.ackCh) // wakes every sender waiting for the window
+	c.ackCh = make(chan struct{})
 	c.smu.Unlock()
-	poke(c.ackNotify)
+}
+
+// forget takes a block that will never be acknowledged out of the pacer's bytes in flight
+// (the link's too: its other streams go on).
+func (c *Conn) forget(wire int) {
+	c.smu.Lock()
+	c.pace.unsent(wire)
+	c.smu.Unlock()
 }
 
 // sentSignal is the context of one data request: the first call of Done, which a link makes
@@ -426,19 +606,20 @@ func (s *sentSignal) Done() <-chan struct{} {
 }
 
 // admit reports whether the next block, of wire bytes, may be sent now and, if so, counts
-// it as sent; otherwise wait > 0 says when to ask again (0: after an acknowledgement).
-// Called with wrSem held.
-func (c *Conn) admit(wire int, waited bool) (ok bool, wait time.Duration) {
+// it as sent; otherwise wait > 0 says when to ask again, and acked is closed by the next
+// acknowledgement. waited says that the block was held back before. Called with wrSem held.
+func (c *Conn) admit(wire int, waited bool) (ok bool, wait time.Duration, acked <-chan struct{}) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	now := time.Now()
 	inFlight := int(c.sendSeq - c.sendBase)
 	ok, wait = c.pace.admit(now, wire, inFlight)
 	if ok {
-		c.pace.sent(now, wire)
-		c.backlogged = waited || inFlight > 0
+		others := c.pace.sent(now, wire)
+		c.backlogged = waited || others || inFlight > 0
+		c.held = waited
 	}
-	return ok, wait
+	return ok, wait, c.ackCh
 }
 
 // receive handles one data block from the peer (IBB-7, IBB-12, IBB-14).
@@ -681,6 +862,9 @@ func (c *Conn) Close() error {
 			// Bounded by CloseTimeout only, not by the write deadline: crypto/tls sets that to
 			// now right after its close_notify, which must still reach the peer.
 			limit := time.Now().Add(c.h.cfg.CloseTimeout)
+			if !c.flushTail(limit) {
+				err = ErrUnacknowledged
+			}
 			acked := make(chan struct{})
 			go func() { c.inflight.Wait(); close(acked) }()
 			t := time.NewTimer(time.Until(limit))

@@ -17,9 +17,12 @@
 //     adapts between 2 and Config.Window to the acknowledgement round trips; once the
 //     acknowledgements show a server's rate limit (Prosody's 10 KiB/s per client, ejabberd's
 //     3000 B/s shaper) the Conn measures it and paces by wire bytes instead: 95% of the
-//     limit, at most 0.7 s of it in flight, blocks of at most 0.6 s of it (and 3 KB on the
+//     limit, at most 0.7 s of it in flight, blocks of at most 0.85 s of it (and 3 KB on the
 //     wire), so that the limit stays busy without a queue building up in front of later
-//     writes, which pass within about one block's time (pace.go). A block refused with a
+//     writes, which pass within about one block's time (pace.go). The limit is the
+//     connection's, so the streams of one Handler measure it together and share one pace;
+//     while pacing, blocks are cut from the bytes written rather than per Write (the short
+//     rest of a large write waits for the next one). A block refused with a
 //     delivery error of type wait, or resource-constraint or policy-violation, is sent again
 //     after growing pauses for up to Config.RetryTimeout (IBB-11); any other refusal, or one
 //     that outlasts the retries, closes the stream (IBB-13). Close sends <close/> only after

@@ -33,9 +33,9 @@ type Config struct {
 	// Window is the largest number of data IQs a Conn keeps unacknowledged (IBB-10, IBB-20):
 	// a block is sent only while it is less than the current window ahead of the oldest
 	// unacknowledged one. The current window adapts between 2 and Window to the
-	// acknowledgement round trips; under a server's rate limit the Conn paces by bytes
-	// instead, so that the limit does not build a queue in front of later writes (see
-	// RetryTimeout for its errors). Default 8. Blocks leave in seq order, as receivers that process in wire order need
+	// acknowledgement round trips; under a server's rate limit the Handler's Conns pace by
+	// bytes instead, together, so that the limit does not build a queue in front of later
+	// writes (see RetryTimeout for its errors). Default 8. Blocks leave in seq order, as receivers that process in wire order need
 	// (IBB-14): each request starts once the previous one was written, which the link shows
 	// by waiting on the request's context (see Link); a link that never does makes the
 	// window effectively 1, one that does before writing loses the order guarantee.
@@ -114,6 +114,8 @@ type Handler struct {
 	acceptCh chan *Conn
 
 	bg sync.WaitGroup // best-effort <close/> after an Open the caller gave up on
+
+	pace linkPace // the server's limit on the link, shared by its streams (pace.go)
 
 	mu     sync.Mutex
 	conns  map[connKey]*Conn

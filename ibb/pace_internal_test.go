@@ -10,7 +10,7 @@ import (
 // trips: it grows from two blocks to the full window on a path without a queue, halves when
 // the round trips show a queue, and grows back once the queue is gone.
 func TestIBB10_PacerAdapts(t *testing.T) {
-	p := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony")
+	p := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony", nil)
 	if p.cwnd != 2 {
 		t.Fatalf("slow start: window %d, want 2", p.cwnd)
 	}
@@ -19,7 +19,7 @@ func TestIBB10_PacerAdapts(t *testing.T) {
 		for range n {
 			p.admit(now, 100, p.cwnd) // the window holds the stream back
 			now = now.Add(rtt)
-			p.ack(now, rtt, 0, true)
+			p.ack(now, rtt, 0, true, true)
 		}
 	}
 	step(2*time.Millisecond, 50)
@@ -46,30 +46,52 @@ func TestIBB10_PacerAdapts(t *testing.T) {
 // IBB-10: acknowledgements that waited measure the limit from their spacing (wire bytes per
 // second); a low limit switches the pacer to pacing, with blocks sized to the rate.
 func TestIBB10_PacerMeasuresRate(t *testing.T) {
-	p := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony")
+	p := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony", nil)
 	now := time.Unix(0, 0)
-	p.ack(now, 2*time.Millisecond, 0, true)
+	p.ack(now, 2*time.Millisecond, 0, true, true)
 	// A busy period: each block waited, the server read one every wire/3000 s.
 	const wire = 1500
 	for i := range 10 {
 		now = now.Add(time.Duration(float64(wire) / 3000 * float64(time.Second)))
-		p.ack(now, time.Duration(300+i)*time.Millisecond, wire, true)
+		p.ack(now, time.Duration(300+i)*time.Millisecond, wire, true, true)
 	}
-	if p.rate < 2900 || p.rate > 3100 || !p.paced() {
-		t.Fatalf("rate %.0f B/s (paced %v), want 3000", p.rate, p.paced())
+	l := p.link
+	if l.rate < 2900 || l.rate > 3100 || !p.paced() {
+		t.Fatalf("rate %.0f B/s (paced %v), want 3000", l.rate, p.paced())
 	}
-	if p.pace != paceShare*p.rate {
-		t.Fatalf("pace %.0f, want %.0f", p.pace, paceShare*p.rate)
+	if l.pace != paceShare*l.rate {
+		t.Fatalf("pace %.0f, want %.0f", l.pace, paceShare*l.rate)
 	}
 	lim := p.blockLimit()
-	if w := float64(p.wireOf(lim)) / p.rate; w > blockTime.Seconds()*1.05 || lim < minPacedBlock {
+	if w := float64(p.wireOf(lim)) / l.rate; w > blockTime.Seconds()*1.05 || lim < minPacedBlock {
 		t.Fatalf("block limit %d B = %.2f s at the rate, want ≤ %v", lim, w, blockTime)
 	}
-	// A 1065-byte record over a 600-byte limit is cut in two equal blocks.
-	if p.blockLimit() < 1065 {
-		if c := p.chunk(1065); c != 533 {
-			t.Fatalf("chunk(1065) = %d with limit %d, want 533", c, p.blockLimit())
-		}
+	// Blocks are cut at the limit from the bytes written; a shorter rest may wait for more.
+	if c, more := p.chunk(3 * lim); c != lim || more {
+		t.Fatalf("chunk(%d) = %d, %v with limit %d, want %d, false", 3*lim, c, more, lim, lim)
+	}
+	if c, more := p.chunk(lim - 1); c != lim-1 || !more {
+		t.Fatalf("chunk(%d) = %d, %v, want the rest, coalescing", lim-1, c, more)
+	}
+	// Another stream of the same link paces by the same measurement.
+	q := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony", p.link)
+	if !q.paced() || q.blockLimit() != lim {
+		t.Fatalf("second stream: paced %v, limit %d, want the link's (%d)", q.paced(), q.blockLimit(), lim)
+	}
+}
+
+// IBB-10: acknowledgements spaced by the writer (a chat stream whose messages waited in
+// front of something else, sent as soon as they were written) do not set a limit.
+func TestIBB10_PacerAppLimited(t *testing.T) {
+	p := newPacer(8, DefaultBlockSize, "juliet@capulet.lit/balcony", nil)
+	now := time.Unix(0, 0)
+	p.ack(now, 2*time.Millisecond, 0, true, true)
+	for i := range 20 {
+		now = now.Add(400 * time.Millisecond) // one message per 400 ms, each 700 ms late
+		p.ack(now, 700*time.Millisecond, 300, true, i%4 == 0)
+	}
+	if p.paced() || p.link.rate != 0 {
+		t.Fatalf("a writer-limited period set the rate to %.0f B/s (paced %v)", p.link.rate, p.paced())
 	}
 }
 
@@ -92,8 +114,10 @@ type simBlock struct {
 	wire, payload int
 	read          int // bytes the server has read
 	sent          time.Time
-	chat          int // chat message this block ends, or -1
+	chats         []int // chat messages this block ends
+	chatBytes     int   // payload bytes of chat messages
 	backlogged    bool
+	held          bool
 }
 
 type simConn struct {
@@ -106,6 +130,7 @@ type simConn struct {
 
 type simRecord struct {
 	left int
+	size int
 	chat int // chat number, or -1 for bulk
 	at   time.Time
 }
@@ -115,13 +140,14 @@ type simAck struct {
 	sent       time.Time
 	wire       int
 	backlogged bool
+	held       bool
 }
 
 type simResult struct {
 	payloadRate, ceiling float64 // bulk payload B/s read; the limit's payload rate for the blocks sent
 	chat                 []time.Duration
 	paced                bool
-	chatPaced            bool // the other stream's pacer measured a limit from the chat alone
+	rate                 float64 // the link's measured limit at the end, estimated wire B/s
 	maxInflight          int
 	bulkWire             int
 }
@@ -133,8 +159,9 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 	start := time.Unix(1000, 0)
 	srv := &shaperSim{rate: rate, burst: burst, chunk: chunk, hold: hold, credit: burst, last: start}
 	const peer = "juliet@capulet.lit/balcony"
-	conns := []*simConn{{p: newPacer(8, DefaultBlockSize, peer)}, {p: newPacer(8, DefaultBlockSize, peer)}}
-	conns[0].queue = []simRecord{{left: bulkSize, chat: -1}}
+	link := new(linkPace)
+	conns := []*simConn{{p: newPacer(8, DefaultBlockSize, peer, link)}, {p: newPacer(8, DefaultBlockSize, peer, link)}}
+	conns[0].queue = []simRecord{{left: bulkSize, size: bulkSize, chat: -1, at: start}}
 	chatAt := map[int]time.Time{}
 	var res simResult
 	var bulkPayload, bulkWire, chatWire int
@@ -147,7 +174,7 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 				a := c.acks[0]
 				c.acks = c.acks[1:]
 				c.blocks--
-				c.p.ack(a.at, a.at.Sub(a.sent), a.wire, a.backlogged)
+				c.p.ack(a.at, a.at.Sub(a.sent), a.wire, a.backlogged, a.held)
 			}
 		}
 		if !now.Before(srv.pauseEnd) && len(srv.socket) > 0 {
@@ -192,15 +219,20 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 				}
 				for _, b := range srv.socket[:n] {
 					c := conns[b.conn]
-					c.acks = append(c.acks, simAck{at: now.Add(ackDelay), sent: b.sent, wire: b.wire, backlogged: b.backlogged})
-					if b.chat >= 0 {
-						res.chat = append(res.chat, now.Sub(chatAt[b.chat]))
+					c.acks = append(c.acks, simAck{at: now.Add(ackDelay), sent: b.sent, wire: b.wire, backlogged: b.backlogged, held: b.held})
+					for _, n := range b.chats {
+						res.chat = append(res.chat, now.Sub(chatAt[n]))
 					}
-					if b.chat >= 0 || b.conn == chatConn && chatConn != 0 {
-						chatWire += b.wire
-					} else if now.After(start.Add(warm)) {
-						bulkPayload += b.payload
-						bulkWire += b.wire
+					// A block may carry chat and bulk bytes: the wire bytes are shared out.
+					chatPart := b.chatBytes
+					if b.conn == chatConn && chatConn != 0 {
+						chatPart = b.payload
+					}
+					cw := b.wire * chatPart / max(1, b.payload)
+					chatWire += cw
+					if now.After(start.Add(warm)) {
+						bulkPayload += b.payload - chatPart
+						bulkWire += b.wire - cw
 					}
 				}
 				srv.socket = srv.socket[n:]
@@ -208,7 +240,7 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 		}
 		if chatSize > 0 && !now.Before(nextChat) {
 			chatAt[chats] = now
-			conns[chatConn].queue = append(conns[chatConn].queue, simRecord{left: chatSize, chat: chats, at: now})
+			conns[chatConn].queue = append(conns[chatConn].queue, simRecord{left: chatSize, size: chatSize, chat: chats, at: now})
 			chats++
 			nextChat = now.Add(400 * time.Millisecond)
 		}
@@ -216,27 +248,61 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 			simTrace(now.Sub(start), conns[0].p, srv.credit, len(srv.socket))
 		}
 		for i, c := range conns {
+			// The Conn cuts blocks from the bytes written (pace.chunk); while pacing, a
+			// short rest waits for the next write.
 			for len(c.queue) > 0 {
-				r := &c.queue[0]
-				size := min(c.p.chunk(r.left), DefaultBlockSize)
+				queued := 0
+				for _, r := range c.queue {
+					queued += r.left
+				}
+				size, coalesce := c.p.chunk(queued)
+				size = min(size, DefaultBlockSize)
+				if head := c.queue[0]; coalesce && head.left < head.size && c.p.short(now) {
+					// The short rest of a write larger than one block is kept (Conn.Write),
+					// and Write returns: a bulk writer writes its next record at once; other
+					// bytes wait for more for up to coalesceDelay.
+					last := c.queue[len(c.queue)-1]
+					if i == 0 && len(c.queue) == 1 && head.chat < 0 {
+						c.queue = append(c.queue, simRecord{left: bulkSize, size: bulkSize, chat: -1, at: now})
+						continue
+					}
+					if now.Sub(last.at) < coalesceDelay {
+						break
+					}
+				}
 				wire := size/3*4 + 4 + 80 + c.p.overhead + 24 // a different envelope than the pacer assumes
 				ok, _ := c.p.admit(now, wire, c.blocks)
 				if !ok {
 					c.held = true
 					break
 				}
-				backlogged := c.held || c.blocks > 0
+				held := c.held
+				others := c.p.sent(now, wire)
+				backlogged := held || others || c.blocks > 0
 				c.held = false
-				c.p.sent(now, wire)
 				c.blocks++
-				r.left -= size
-				blk := simBlock{conn: i, wire: wire, payload: size, sent: now, chat: -1, backlogged: backlogged}
-				if r.left == 0 {
-					blk.chat = r.chat
-					bulk := r.chat < 0
-					c.queue = c.queue[1:]
-					if bulk {
-						c.queue = append(c.queue, simRecord{left: bulkSize, chat: -1})
+				blk := simBlock{conn: i, wire: wire, payload: size, sent: now, backlogged: backlogged, held: held}
+				for left := size; left > 0; {
+					r := &c.queue[0]
+					k := min(left, r.left)
+					r.left -= k
+					left -= k
+					if r.chat >= 0 {
+						blk.chatBytes += k
+					}
+					if r.left == 0 {
+						if r.chat >= 0 {
+							blk.chats = append(blk.chats, r.chat)
+						}
+						bulk := r.chat < 0
+						c.queue = c.queue[1:]
+						more := false
+						for _, q := range c.queue {
+							more = more || q.chat < 0
+						}
+						if bulk && !more {
+							c.queue = append(c.queue, simRecord{left: bulkSize, size: bulkSize, chat: -1, at: now})
+						}
 					}
 				}
 				srv.socket = append(srv.socket, blk)
@@ -251,7 +317,7 @@ func runShaperSim(rate, burst float64, chunk int, hold time.Duration, bulkSize, 
 		res.ceiling = (rate - float64(chatWire)/d.Seconds()) * float64(bulkPayload) / float64(bulkWire)
 	}
 	res.paced = conns[0].p.paced()
-	res.chatPaced = conns[1].p.paced()
+	res.rate = link.rate
 	res.bulkWire = bulkWire
 	return res
 }
@@ -299,8 +365,9 @@ func TestIBB10_PacerUnderShaper(t *testing.T) {
 			if !r.paced || !bulk.paced {
 				t.Fatal("the pacer did not measure the limit")
 			}
-			if r.chatPaced {
-				t.Error("the chat stream measured a limit from its lone messages")
+			// The estimate of the envelope differs from the simulated one by ~1%.
+			if r.rate < 0.85*tc.rate || r.rate > 1.3*tc.rate || bulk.rate < 0.85*tc.rate || bulk.rate > 1.3*tc.rate {
+				t.Errorf("measured limit %.0f B/s with chat, %.0f B/s without, want ≈ %.0f", r.rate, bulk.rate, tc.rate)
 			}
 			if share < 0.9 {
 				t.Errorf("payload rate %.0f%% of the limit's, want ≥ 90%%", 100*share)
