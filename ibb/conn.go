@@ -488,6 +488,9 @@ func (c *Conn) sendTail(closing bool) (ok bool, wait time.Duration, acked <-chan
 
 // flushTail sends the kept bytes for Close, until limit. It reports whether none are left.
 func (c *Conn) flushTail(limit time.Time) bool {
+	if c.stanza != StanzaIQ {
+		return true // nothing is kept; a Write may be blocked in SendMessage with wrSem held
+	}
 	t := time.NewTimer(time.Until(limit))
 	defer t.Stop()
 	select {

@@ -16,7 +16,7 @@
 //     than the current window ahead of the oldest unacknowledged one (IBB-10). The window
 //     adapts between 2 and Config.Window to the acknowledgement round trips; once the
 //     acknowledgements show a server's rate limit (Prosody's 10 KiB/s per client, ejabberd's
-//     3000 B/s shaper) the Conn measures it and paces by wire bytes instead: 95% of the
+//     3000 B/s shaper) the Conn measures it and paces by wire bytes instead: 97% of the
 //     limit, at most 0.7 s of it in flight, blocks of at most 0.85 s of it (and 3 KB on the
 //     wire), so that the limit stays busy without a queue building up in front of later
 //     writes, which pass within about one block's time (pace.go). The limit is the

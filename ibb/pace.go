@@ -59,7 +59,7 @@ const (
 	blockTime     = 850 * time.Millisecond
 	inflightTime  = 700 * time.Millisecond
 	paceAbove     = 250 * time.Millisecond
-	paceShare     = 0.95
+	paceShare     = 0.97
 	minPacedBlock = 256
 	maxPacedWire  = 3072
 	probeAfter    = 30 * time.Second
