@@ -273,11 +273,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return max(0, sent-carry), err
 	}
 	for {
-		if err := c.writeState(); err != nil {
+		if err := c.writeStopped(); err != nil {
 			return done(err)
-		}
-		if isClosedChan(c.writeDL.wait()) {
-			return done(c.opError("write", os.ErrDeadlineExceeded))
 		}
 		if sent == len(b) {
 			return done(nil)
@@ -318,8 +315,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 				if ok {
 					break
 				}
-				if err := c.waitSend(wait, acked, true); err != nil {
-					return done(err)
+				if !c.waitRoom(wait, acked, c.closedCh, c.writeDL.wait()) {
+					if err := c.writeStopped(); err != nil {
+						return done(err)
+					} // the deadline moved on meanwhile: ask again
 				}
 			}
 			if err := c.launch(payload, wire, false); err != nil {
@@ -351,28 +350,13 @@ func (c *Conn) block(chunk []byte) (payload []byte, wire int) {
 	return payload, len(payload) + c.pace.overhead
 }
 
-// waitSend waits until the pacer may admit a block again: after wait (0: none), an
-// acknowledgement, or the end of the stream. Write (user) also gives up at the write
-// deadline and at Close.
-func (c *Conn) waitSend(wait time.Duration, acked <-chan struct{}, user bool) error {
-	var fire <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		fire = t.C
+// writeStopped returns the error that stops a Write now: the end of the stream, Close, or
+// the write deadline.
+func (c *Conn) writeStopped() error {
+	if err := c.writeState(); err != nil {
+		return err
 	}
-	closed, dl := c.closedCh, c.writeDL.wait()
-	if !user {
-		closed, dl = nil, nil
-	}
-	select {
-	case <-acked:
-	case <-fire:
-	case <-closed:
-		return c.opError("write", net.ErrClosed)
-	case <-c.doneCh:
-		return c.writeState()
-	case <-dl:
+	if isClosedChan(c.writeDL.wait()) {
 		return c.opError("write", os.ErrDeadlineExceeded)
 	}
 	return nil
@@ -415,7 +399,7 @@ func (c *Conn) scheduleFlush() {
 // flusher sends the kept bytes once the pacer lets them go, unless a Write took them first.
 // It holds wrSem only to look and to send, so that a Write can add to them meanwhile.
 func (c *Conn) flusher() {
-	if !c.waitTail(coalesceDelay, nil, c.closedCh, nil) {
+	if !c.waitRoom(coalesceDelay, nil, c.closedCh, nil) {
 		return
 	}
 	for {
@@ -431,22 +415,24 @@ func (c *Conn) flusher() {
 			<-c.wrSem
 			return
 		}
-		ok, wait, acked := c.sendTail(true)
-		if ok && len(c.tail) == 0 {
+		// Not as Close's flush: a block must not be counted after Close began waiting.
+		ok, wait, acked, err := c.sendTail(false)
+		if err != nil || ok && len(c.tail) == 0 {
 			c.flushing = false
 			<-c.wrSem
 			return
 		}
 		<-c.wrSem
 		if !ok {
-			c.waitTail(wait, acked, c.closedCh, nil)
+			c.waitRoom(wait, acked, c.closedCh, nil)
 		}
 	}
 }
 
-// waitTail waits as waitSend does for the kept bytes; it reports false when the stream ended
-// or closed or expired fired.
-func (c *Conn) waitTail(wait time.Duration, acked, closed <-chan struct{}, expired <-chan time.Time) bool {
+// waitRoom waits until the pacer may admit a block again: after wait (0: none) or the next
+// acknowledgement (acked). It reports false if the stream ended, or stop or stop2 fired
+// first (nil: never).
+func (c *Conn) waitRoom(wait time.Duration, acked, stop, stop2 <-chan struct{}) bool {
 	var fire <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -459,14 +445,15 @@ func (c *Conn) waitTail(wait time.Duration, acked, closed <-chan struct{}, expir
 	case <-fire:
 		return true
 	case <-c.doneCh:
-	case <-closed:
-	case <-expired:
+	case <-stop:
+	case <-stop2:
 	}
 	return false
 }
 
-// sendTail sends one block of the kept bytes if the pacer admits it now. wrSem must be held.
-func (c *Conn) sendTail(closing bool) (ok bool, wait time.Duration, acked <-chan struct{}) {
+// sendTail sends one block of the kept bytes if the pacer admits it now (ok); err says that
+// the conn was closed in the meantime (see launch). wrSem must be held.
+func (c *Conn) sendTail(closing bool) (ok bool, wait time.Duration, acked <-chan struct{}, err error) {
 	c.smu.Lock()
 	limit := c.pace.blockLimit()
 	c.smu.Unlock()
@@ -474,16 +461,16 @@ func (c *Conn) sendTail(closing bool) (ok bool, wait time.Duration, acked <-chan
 	payload, wire := c.block(chunk)
 	ok, wait, acked = c.admit(wire, true)
 	if !ok {
-		return false, wait, acked
+		return false, wait, acked, nil
 	}
 	if err := c.launch(payload, wire, closing); err != nil {
-		return false, 0, closedChan
+		return false, 0, nil, err
 	}
 	c.tail = c.tail[len(chunk):]
 	if len(c.tail) == 0 {
 		c.tail = nil
 	}
-	return true, 0, nil
+	return true, 0, nil, nil
 }
 
 // flushTail sends the kept bytes for Close, until limit. It reports whether none are left.
@@ -491,22 +478,19 @@ func (c *Conn) flushTail(limit time.Time) bool {
 	if c.stanza != StanzaIQ {
 		return true // nothing is kept; a Write may be blocked in SendMessage with wrSem held
 	}
-	t := time.NewTimer(time.Until(limit))
-	defer t.Stop()
+	ctx, cancel := context.WithDeadline(context.Background(), limit)
+	defer cancel()
 	select {
 	case c.wrSem <- struct{}{}:
 	case <-c.doneCh:
 		return false
-	case <-t.C:
+	case <-ctx.Done():
 		return false
 	}
 	defer func() { <-c.wrSem }()
 	for len(c.tail) > 0 {
-		ok, wait, acked := c.sendTail(true)
-		if ok {
-			continue
-		}
-		if !c.waitTail(wait, acked, nil, t.C) {
+		ok, wait, acked, _ := c.sendTail(true) // Close's own flush: launch cannot refuse
+		if !ok && !c.waitRoom(wait, acked, ctx.Done(), nil) {
 			return false
 		}
 	}
