@@ -275,8 +275,8 @@ func configText(pemPath string, c2sPort, proxyPort, apiPort int, c config) strin
 		fmt.Fprintf(&b, "    shaper: c2s_shaper\n")
 	}
 	fmt.Fprintf(&b, "  -\n    port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    request_handlers:\n      /api: mod_http_api\n", apiPort)
-	// As deployed: SCRAM-hashed passwords; PLAIN stays offered after TLS (gosrc.io/xmpp
-	// speaks only PLAIN).
+	// As deployed: SCRAM-hashed passwords; PLAIN stays offered after TLS (the adapter's
+	// XMPP library speaks only PLAIN, GOSRC.md).
 	fmt.Fprintf(&b, "disable_sasl_mechanisms:\n  - \"digest-md5\"\n  - \"X-OAUTH2\"\n")
 	fmt.Fprintf(&b, "auth_password_format: scram\n")
 	fmt.Fprintf(&b, "acl:\n  admin:\n    user:\n      - \"\"\n  local:\n    user_regexp: \"\"\n  loopback:\n    ip:\n      - 127.0.0.0/8\n")

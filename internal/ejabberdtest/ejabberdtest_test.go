@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 
 // TestStartTLSAndAuth checks what the helper promises: c2s on Addr offers STARTTLS and requires
 // it, the certificate verifies against RootCAs for Domain, PLAIN is offered after TLS (the
-// only mechanism gosrc.io/xmpp speaks), not before, and an Account can authenticate with it.
+// only mechanism the adapter's XMPP library speaks, GOSRC.md), not before, and an Account can authenticate with it.
 func TestStartTLSAndAuth(t *testing.T) {
 	s := Shared(t)
 	jid, password := s.Account(t)

@@ -637,8 +637,8 @@ func TestAdapterPresenceResentAfterReconnect(t *testing.T) {
 	waitCount(2)
 }
 
-// TestAdapterCloseLeavesNoGoroutines: after Close, no goroutine of the adapter or of
-// gosrc.io/xmpp (receive loop, keep-alive) is left.
+// TestAdapterCloseLeavesNoGoroutines: after Close, no goroutine of the adapter or of the
+// XMPP library it wraps (receive loop, keep-alive) is left.
 func TestAdapterCloseLeavesNoGoroutines(t *testing.T) {
 	srv := prosodytest.Shared(t)
 	before := runtime.NumGoroutine()
@@ -658,72 +658,6 @@ func TestAdapterCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("request after Close: %v, want ErrClosed", err)
 	}
 	checkGoroutines(t, before, 0)
-}
-
-// TestAdapterResourceConflictStops (GOSRC.md §3.A1): a second login with the same full JID
-// makes the server end the first session with the stream error conflict; the first client
-// reports Stopped and does not fight for the resource, the second stays connected and
-// answers.
-func TestAdapterResourceConflictStops(t *testing.T) {
-	srv := prosodytest.Shared(t)
-	jid, password := srv.Account(t)
-	dial := func(rec *eventRecorder) *gosrcxmpp.Client {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		cfg := gosrcxmpp.Config{Address: srv.Addr, JID: jid + "/same", Password: password,
-			TLS: &tls.Config{RootCAs: srv.RootCAs}}
-		rec.install(&cfg)
-		c, err := gosrcxmpp.Dial(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	rec1, rec2 := newEventRecorder(), newEventRecorder()
-	first := dial(rec1)
-	second := dial(rec2)
-	echo(second)
-	e := rec1.waitFor(t, gosrcxmpp.Stopped, 10*time.Second)
-	var se *gosrcxmpp.StreamError
-	if !errors.As(e.Err, &se) || se.Condition != "conflict" {
-		t.Fatalf("stopped because of %v, want stream error conflict", e.Err)
-	}
-	if _, err := first.Request(context.Background(), "", "get", []byte(`<ping xmlns="urn:xmpp:ping"/>`)); !errors.Is(err, gosrcxmpp.ErrDisconnected) {
-		t.Fatalf("stopped client's request: %v", err)
-	}
-	// The library's receive loop and keep-alive of the first session have exited (§3.A1: with
-	// the library's own transport, recv would hang after the server's stream close).
-	waitStacks(t, "gosrc.io/xmpp.(*Client).recv", 1)
-	waitStacks(t, "gosrc.io/xmpp.keepalive", 1)
-	time.Sleep(500 * time.Millisecond) // room for a fight, if there were one
-	if n := rec2.count(gosrcxmpp.Disconnected); n != 0 {
-		t.Fatalf("second client was disconnected %d times", n)
-	}
-	a := dialAccount(t, srv, "", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.Request(ctx, second.LocalJID(), "get", []byte(`<echo xmlns="`+nsTest+`"/>`)); err != nil {
-		t.Fatalf("second client does not answer: %v", err)
-	}
-}
-
-// waitStacks waits until exactly n goroutines have fn on their stack, or fails.
-func waitStacks(t testing.TB, fn string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		got := strings.Count(string(buf), fn+"(")
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines in %s, want %d", got, fn, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // BenchmarkAdapterRequest measures one IQ round trip between two accounts through Prosody.

@@ -36,8 +36,8 @@ func ReadUntil(t testing.TB, c net.Conn, r *bufio.Reader, want string) string {
 }
 
 // CheckStartTLSAndAuth checks c2s on addr: STARTTLS offered as required, the certificate
-// verifies against roots for domain, PLAIN offered after TLS (the only mechanism gosrc.io/xmpp
-// speaks) and the account jid authenticates with it. It returns the stream features before
+// verifies against roots for domain, PLAIN offered after TLS (the only mechanism the adapter's
+// XMPP library speaks, GOSRC.md) and the account jid authenticates with it. It returns the stream features before
 // and after TLS for further checks; logTail is shown when authentication fails.
 func CheckStartTLSAndAuth(t testing.TB, addr, domain string, roots *x509.CertPool, jid, password string, logTail func() string) (before, after string) {
 	t.Helper()

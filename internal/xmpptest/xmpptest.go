@@ -14,7 +14,7 @@
 // party's SetPresence reaches everyone, a party that sets its first presence receives the
 // current presence of the others (the server's initial presence), and Close sends unavailable.
 //
-// Like gosrc.io/xmpp (GOSRC.md §3.A4), every stanza is handed to its handler on a goroutine of
+// Like the XMPP library behind the adapter (GOSRC.md §3.A4), every stanza is handed to its handler on a goroutine of
 // its own, so arrival order is not guaranteed even without faults. Faults can be injected per
 // direction: drops, duplicates and random delays (which reorder), decided by a random source
 // seeded per network, so a failing seed can be replayed.
