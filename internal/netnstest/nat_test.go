@@ -481,26 +481,20 @@ func TestTopologyCleanup(t *testing.T) {
 	}
 }
 
-// failEnv makes TestFailingTopology run (and fail) in a child test binary.
+// failEnv makes TestCleanupAfterFailure, run again as a child test binary, build the
+// topology, start a process in it and fail on purpose.
 const failEnv = "XTLSJINGLE_NETNSTEST_FAIL"
 
-// TestFailingTopology builds the topology, starts a process in it and fails: only as the
-// child of TestCleanupAfterFailure.
-func TestFailingTopology(t *testing.T) {
-	if os.Getenv(failEnv) == "" {
-		t.Skip("runs only as the child of TestCleanupAfterFailure")
-	}
-	tp := netnstest.New(t)
-	p := tp.Host1A.Start(t, nil, "sleep", "60")
-	fmt.Printf("SLEEP-PID %d\n", p.Pid())
-	t.Fatal("failing on purpose with the topology up")
-}
-
 // TestCleanupAfterFailure: a test that fails with the topology up and a process running in it
-// still leaves no namespace and no process behind.
+// still leaves no namespace and no process behind. The failing test is this one, run again
+// in a child test binary with failEnv set (failingTopology), so no test is skipped.
 func TestCleanupAfterFailure(t *testing.T) {
+	if os.Getenv(failEnv) != "" {
+		failingTopology(t)
+		return
+	}
 	netnstest.Require(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFailingTopology$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCleanupAfterFailure$", "-test.v")
 	cmd.Env = append(os.Environ(), failEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "failing on purpose") {
@@ -527,6 +521,15 @@ func TestCleanupAfterFailure(t *testing.T) {
 			t.Errorf("namespace %s of the failed test is left", e.Name())
 		}
 	}
+}
+
+// failingTopology is the child's side of TestCleanupAfterFailure: it builds the topology,
+// starts a process in it and fails.
+func failingTopology(t *testing.T) {
+	tp := netnstest.New(t)
+	p := tp.Host1A.Start(t, nil, "sleep", "60")
+	fmt.Printf("SLEEP-PID %d\n", p.Pid())
+	t.Fatal("failing on purpose with the topology up")
 }
 
 func rootState(t *testing.T) string {
