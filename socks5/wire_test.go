@@ -271,3 +271,35 @@ type scriptConn struct {
 
 func (c *scriptConn) Read(b []byte) (int, error)  { return c.in.Read(b) }
 func (c *scriptConn) Write(b []byte) (int, error) { return c.out.Write(b) }
+
+// TestParseIndentedXML: white space between child elements (pretty-printed XML, as some
+// clients and servers send it) parses like the compact form. It once panicked: the parent's
+// text builder was copied when a child's was appended (the fuzz input <A>0<A/>00).
+func TestParseIndentedXML(t *testing.T) {
+	tr, err := ParseTransport([]byte("<transport xmlns='urn:xmpp:jingle:transports:s5b:1' sid='vj3hs98y'>\n" +
+		"  <candidate cid='hft54dqy' host='192.168.4.1' jid='romeo@montague.example/dr4hcr0st3lup4c' port='5086' priority='8257636' type='direct'/>\n" +
+		"  <candidate cid='hutr46fe' host='24.24.24.1' jid='romeo@montague.example/dr4hcr0st3lup4c' port='5087' priority='8258636' type='direct'/>\n" +
+		"</transport>\n"))
+	if err != nil {
+		t.Fatalf("indented transport: %v", err)
+	}
+	if len(tr.Candidates) != 2 || tr.Candidates[1].CID != "hutr46fe" {
+		t.Fatalf("indented transport: %+v", tr)
+	}
+	q, err := ParseQuery([]byte("<query xmlns='http://jabber.org/protocol/bytestreams' sid='vxf9n471bn46'>\n" +
+		"  <activate>\n    juliet@capulet.lit/balcony\n  </activate>\n</query>"))
+	if err != nil {
+		t.Fatalf("indented query: %v", err)
+	}
+	if q.Activate != "juliet@capulet.lit/balcony" {
+		t.Fatalf("activate %q", q.Activate)
+	}
+	// Text in the parent on both sides of a child, beyond the first growth of the stack.
+	if _, err := parse([]byte("<a>0<b>1<c/>2</b>3</a>")); err != nil {
+		t.Fatalf("mixed text: %v", err)
+	}
+	var e *Error
+	if _, err := ParseTransport([]byte("<A>0<A/>00")); !errors.As(err, &e) || e.Condition != "bad-request" {
+		t.Fatalf("unclosed element: %v, want bad-request", err)
+	}
+}

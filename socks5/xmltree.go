@@ -52,7 +52,7 @@ func parse(b []byte) (*node, error) {
 	var (
 		root  *node
 		stack []*node
-		text  []strings.Builder
+		text  []*strings.Builder // one per open element; pointers, so growing the slice never copies a used Builder
 	)
 	for {
 		tok, err := d.Token()
@@ -101,7 +101,7 @@ func parse(b []byte) (*node, error) {
 				p.children = append(p.children, n)
 			}
 			stack = append(stack, n)
-			text = append(text, strings.Builder{})
+			text = append(text, new(strings.Builder))
 		case xml.EndElement:
 			n := stack[len(stack)-1]
 			n.text = strings.TrimSpace(text[len(text)-1].String())
@@ -114,7 +114,7 @@ func parse(b []byte) (*node, error) {
 				}
 				continue
 			}
-			tb := &text[len(text)-1]
+			tb := text[len(text)-1]
 			if tb.Len()+len(t) > maxText {
 				return nil, badRequest("text longer than %d bytes", maxText)
 			}
